@@ -1,0 +1,196 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/sirupsen/logrus"
+)
+
+// Config is the service's settings, read once from the environment.
+//
+//	name                 type      default        meaning
+//	PORT                 int       8000           HTTP port
+//	MAX_WORKERS          int       4              executions running at once
+//	MAX_QUEUE            int       32             executions waiting for a worker; past it 429
+//	TIMEOUT_SECONDS      seconds   30             default time limit of one execution
+//	MAX_TIMEOUT_SECONDS  seconds   60             the most a request may ask for
+//	LOG_LEVEL            level     info           debug, info, warning, error
+//	MEMORY_LIMIT         bytes     512m           memory of one execution (no swap)
+//	CPU_LIMIT            cpus      1.0            CPUs of one execution
+//	PIDS_LIMIT           int       128            processes+threads of one execution
+//	TMPFS_SIZE           bytes     64m            writable scratch space (/tmp) of one execution
+//	MAX_OUTPUT_BYTES     bytes     1m             cap on stdout and on stderr, each
+//	IMAGE_REPOSITORY     name      pyexec-python  repository of the analytics image
+//	SERVICE_ID           name      hostname       owner label; replicas sharing an engine differ
+//	BUILD_IMAGE          bool      true           build the analytics image at start when missing
+type Config struct {
+	Port            int
+	MaxWorkers      int
+	MaxQueue        int
+	Timeout         time.Duration
+	MaxTimeout      time.Duration
+	LogLevel        logrus.Level
+	MemoryBytes     int64
+	NanoCPUs        int64
+	PidsLimit       int64
+	TmpfsBytes      int64
+	MaxOutputBytes  int64
+	ImageRepository string
+	ServiceID       string
+	BuildImage      bool
+}
+
+// loadConfig parses the environment. A malformed value is an error naming
+// the variable and the value.
+func loadConfig(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	host, _ := os.Hostname()
+	c := Config{
+		Port:            int(p.int("PORT", 8000, 1, 65535)),
+		MaxWorkers:      int(p.int("MAX_WORKERS", 4, 1, 256)),
+		MaxQueue:        int(p.int("MAX_QUEUE", 32, 0, 100000)),
+		Timeout:         p.seconds("TIMEOUT_SECONDS", 30),
+		MaxTimeout:      p.seconds("MAX_TIMEOUT_SECONDS", 60),
+		LogLevel:        p.level("LOG_LEVEL", logrus.InfoLevel),
+		MemoryBytes:     p.bytes("MEMORY_LIMIT", "512m", 64<<20),
+		NanoCPUs:        p.cpus("CPU_LIMIT", 1.0),
+		PidsLimit:       p.int("PIDS_LIMIT", 128, 16, 100000),
+		TmpfsBytes:      p.bytes("TMPFS_SIZE", "64m", 1<<20),
+		MaxOutputBytes:  p.bytes("MAX_OUTPUT_BYTES", "1m", 1<<10),
+		ImageRepository: p.str("IMAGE_REPOSITORY", "pyexec-python"),
+		ServiceID:       p.str("SERVICE_ID", host),
+		BuildImage:      p.bool("BUILD_IMAGE", true),
+	}
+	if p.err == nil && c.Timeout > c.MaxTimeout {
+		p.err = fmt.Errorf("TIMEOUT_SECONDS (%v) must not exceed MAX_TIMEOUT_SECONDS (%v)", c.Timeout, c.MaxTimeout)
+	}
+	if p.err == nil && c.ServiceID == "" {
+		p.err = errors.New("SERVICE_ID is empty and the hostname is unknown")
+	}
+	return c, p.err
+}
+
+// parser keeps the first error; later lookups still return defaults.
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) fail(name, val, why string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("%s=%q: %s", name, val, why)
+	}
+}
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) int(name string, def, lo, hi int64) int64 {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		p.fail(name, v, fmt.Sprintf("want an integer from %d to %d", lo, hi))
+		return def
+	}
+	return n
+}
+
+func (p *parser) seconds(name string, def float64) time.Duration {
+	v := strings.TrimSpace(p.getenv(name))
+	f := def
+	if v != "" {
+		var err error
+		f, err = strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) || f <= 0 || f > 3600 {
+			p.fail(name, v, "want seconds, greater than 0 and at most 3600")
+			f = def
+		}
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func (p *parser) bytes(name, def string, lo int64) int64 {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		v = def
+	}
+	n, err := units.RAMInBytes(v)
+	if err != nil || n < lo {
+		p.fail(name, v, fmt.Sprintf("want a size such as 512m, at least %d bytes", lo))
+		n, _ = units.RAMInBytes(def)
+	}
+	return n
+}
+
+func (p *parser) cpus(name string, def float64) int64 {
+	v := strings.TrimSpace(p.getenv(name))
+	f := def
+	if v != "" {
+		var err error
+		f, err = strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) || f < 0.05 || f > 64 {
+			p.fail(name, v, "want CPUs from 0.05 to 64, e.g. 1.0")
+			f = def
+		}
+	}
+	return int64(f * 1e9)
+}
+
+func (p *parser) level(name string, def logrus.Level) logrus.Level {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	l, err := logrus.ParseLevel(v)
+	if err != nil {
+		p.fail(name, v, "want debug, info, warning or error")
+		return def
+	}
+	return l
+}
+
+func (p *parser) bool(name string, def bool) bool {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, v, "want true or false")
+		return def
+	}
+	return b
+}
+
+// fields is the effective configuration for the startup log and /health.
+func (c Config) fields() map[string]any {
+	return map[string]any{
+		"port":                c.Port,
+		"max_workers":         c.MaxWorkers,
+		"max_queue":           c.MaxQueue,
+		"timeout_seconds":     c.Timeout.Seconds(),
+		"max_timeout_seconds": c.MaxTimeout.Seconds(),
+		"log_level":           c.LogLevel.String(),
+		"memory_limit_bytes":  c.MemoryBytes,
+		"cpu_limit":           float64(c.NanoCPUs) / 1e9,
+		"pids_limit":          c.PidsLimit,
+		"tmpfs_bytes":         c.TmpfsBytes,
+		"max_output_bytes":    c.MaxOutputBytes,
+		"image_repository":    c.ImageRepository,
+		"service_id":          c.ServiceID,
+	}
+}

@@ -1,0 +1,76 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/pyexec/pyexec/internal/logctx"
+	"github.com/pyexec/pyexec/runner"
+)
+
+// apiError is a request the service refuses, with its status and a stable
+// machine-readable code.
+type apiError struct {
+	Status     int
+	Code       string
+	Message    string
+	Violations []runner.Violation
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func badRequest(code, msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: code, Message: msg}
+}
+
+func unprocessable(code, msg string) *apiError {
+	return &apiError{Status: http.StatusUnprocessableEntity, Code: code, Message: msg}
+}
+
+// errorBody is the JSON of every non-2xx answer.
+type errorBody struct {
+	Error     errorDetail `json:"error"`
+	RequestID string      `json:"request_id,omitempty"`
+}
+
+type errorDetail struct {
+	Code       string             `json:"code"`
+	Message    string             `json:"message"`
+	Violations []runner.Violation `json:"violations,omitempty"`
+}
+
+// retryAfterSeconds is what a 429 or 503 tells clients to wait.
+const retryAfterSeconds = 1
+
+// writeError is the only place that maps an error to a status code.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, runner.ErrBusy):
+		ae = &apiError{Status: http.StatusTooManyRequests, Code: "busy", Message: "all workers are busy and the queue is full; retry later"}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case errors.Is(err, runner.ErrEngineDown):
+		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "engine_unavailable", Message: "the container engine is unavailable"}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case errors.Is(err, runner.ErrNoImage):
+		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "image_unavailable", Message: "the sandbox image is not ready"}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case errors.Is(err, runner.ErrClosed):
+		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: "the service is shutting down"}
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this. 499 as nginx logs it.
+		ae = &apiError{Status: 499, Code: "client_closed", Message: "client closed the request"}
+	case errors.Is(err, context.DeadlineExceeded):
+		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "deadline", Message: "the service could not finish in time"}
+	default:
+		logctx.From(r.Context()).WithError(err).Error("internal error")
+		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	writeJSON(w, ae.Status, errorBody{
+		Error:     errorDetail{Code: ae.Code, Message: ae.Message, Violations: ae.Violations},
+		RequestID: requestID(r.Context()),
+	})
+}

@@ -1,0 +1,147 @@
+package handlers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pyexec/pyexec/runner"
+)
+
+// maxCodeBytes is the original service's limit on code size.
+const maxCodeBytes = 50 * 1024
+
+// executeRequest is the body of POST /execute.
+type executeRequest struct {
+	Code *string `json:"code"`
+	// Timeout in seconds; default TIMEOUT_SECONDS, at most MAX_TIMEOUT_SECONDS.
+	Timeout *float64 `json:"timeout"`
+	// ChartFormat is "png" (default) or "svg" for matplotlib charts.
+	ChartFormat string `json:"chart_format,omitempty"`
+}
+
+// executeResponse is the original service's response shape, plus resources.
+type executeResponse struct {
+	Status string `json:"status"`
+	// ExecutionTime is how long the code ran, in milliseconds.
+	ExecutionTime int64              `json:"execution_time"`
+	Output        outputBody         `json:"output"`
+	Error         *runner.ExecError  `json:"error"`
+	Violations    []runner.Violation `json:"violations,omitempty"`
+	Resources     resourcesBody      `json:"resources"`
+	RequestID     string             `json:"request_id"`
+}
+
+type outputBody struct {
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	runner.Outputs
+}
+
+type resourcesBody struct {
+	CPUTimeMS        float64 `json:"cpu_time_ms"`
+	PeakMemoryBytes  int64   `json:"peak_memory_bytes"`
+	MemoryLimitBytes int64   `json:"memory_limit_bytes"`
+	OOMKilled        bool    `json:"oom_killed"`
+	// DurationMS is the whole request inside the service, queue included.
+	DurationMS float64 `json:"duration_ms"`
+	Sandbox    string  `json:"sandbox"`
+}
+
+func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var body executeRequest
+	if err := decodeJSON(w, r, &body); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	req, err := h.toRunRequest(body)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	sum := sha256.Sum256([]byte(req.Code))
+	addLogField(r.Context(), "code_sha256", hex.EncodeToString(sum[:6]))
+	addLogField(r.Context(), "code_bytes", len(req.Code))
+
+	res, err := h.opts.Runner.Run(r.Context(), req)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	addLogField(r.Context(), "outcome", res.Status)
+	addLogField(r.Context(), "exec_ms", res.ExecutionTime.Milliseconds())
+	resp := executeResponse{
+		Status:        res.Status,
+		ExecutionTime: res.ExecutionTime.Milliseconds(),
+		Output: outputBody{
+			Stdout:          res.Stdout,
+			Stderr:          res.Stderr,
+			StdoutTruncated: res.StdoutTruncated,
+			StderrTruncated: res.StderrTruncated,
+			Outputs:         res.Outputs,
+		},
+		Error:      res.Error,
+		Violations: res.Violations,
+		Resources: resourcesBody{
+			CPUTimeMS:        float64(res.Resources.CPUTime.Microseconds()) / 1000,
+			PeakMemoryBytes:  res.Resources.PeakMemoryBytes,
+			MemoryLimitBytes: res.Resources.MemoryLimitBytes,
+			OOMKilled:        res.Resources.OOMKilled,
+			DurationMS:       float64(time.Since(start).Microseconds()) / 1000,
+			Sandbox:          res.Flavor,
+		},
+		RequestID: requestID(r.Context()),
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// toRunRequest validates the body and applies defaults.
+func (h *handler) toRunRequest(b executeRequest) (runner.Request, error) {
+	if b.Code == nil {
+		return runner.Request{}, unprocessable("missing_code", `field "code" is required`)
+	}
+	code := *b.Code
+	if err := checkSource(code); err != nil {
+		return runner.Request{}, err
+	}
+	timeout := h.opts.DefaultTimeout
+	if b.Timeout != nil {
+		t := *b.Timeout
+		if t <= 0 || t > h.opts.MaxTimeout.Seconds() {
+			return runner.Request{}, unprocessable("invalid_timeout",
+				fmt.Sprintf("timeout must be greater than 0 and at most %g seconds", h.opts.MaxTimeout.Seconds()))
+		}
+		timeout = time.Duration(t * float64(time.Second))
+	}
+	opts := map[string]any{}
+	switch b.ChartFormat {
+	case "", "png":
+	case "svg":
+		opts["chart_format"] = "svg"
+	default:
+		return runner.Request{}, unprocessable("invalid_chart_format", `chart_format must be "png" or "svg"`)
+	}
+	return runner.Request{Code: code, Timeout: timeout, Options: opts}, nil
+}
+
+// checkSource applies the size and encoding rules to code.
+func checkSource(code string) error {
+	switch {
+	case strings.TrimSpace(code) == "":
+		return unprocessable("empty_code", "code is empty")
+	case len(code) > maxCodeBytes:
+		return unprocessable("code_too_large", fmt.Sprintf("code is %d bytes; the limit is %d", len(code), maxCodeBytes))
+	case !utf8.ValidString(code):
+		return unprocessable("invalid_utf8", "code is not valid UTF-8")
+	case strings.ContainsRune(code, 0):
+		return unprocessable("nul_byte", "code contains a NUL byte")
+	}
+	return nil
+}

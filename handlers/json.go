@@ -1,0 +1,67 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"unicode/utf8"
+)
+
+// maxBodyBytes bounds a request body; code itself is bounded by the policy.
+const maxBodyBytes = 1 << 20
+
+// decodeJSON reads a JSON object body into v strictly: the right content
+// type, a bounded size, valid UTF-8, no unknown fields, nothing after it.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+			Message: "Content-Type must be application/json"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+				Message: fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes)}
+		}
+		return badRequest("unreadable_body", "could not read the request body")
+	}
+	if !utf8.Valid(body) {
+		return badRequest("invalid_utf8", "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr):
+			return unprocessable("invalid_field", fmt.Sprintf("field %q must be %s", typeErr.Field, typeErr.Type))
+		case errors.As(err, &syntaxErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("malformed_json", "request body is not valid JSON")
+		case bytes.HasPrefix(bytes.TrimSpace([]byte(err.Error())), []byte("json: unknown field")):
+			return unprocessable("unknown_field", err.Error()[len("json: "):])
+		default:
+			return badRequest("malformed_json", "request body must be a JSON object")
+		}
+	}
+	if dec.More() {
+		return badRequest("malformed_json", "request body has data after the JSON object")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,148 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/sirupsen/logrus"
+
+	"github.com/pyexec/pyexec/internal/logctx"
+	"github.com/pyexec/pyexec/runner"
+)
+
+// Executor runs code; *runner.Runner implements it.
+type Executor interface {
+	Run(ctx context.Context, req runner.Request) (runner.Result, error)
+	Stats() runner.Stats
+	Ping(ctx context.Context) error
+}
+
+// Options wire the handlers to the rest of the service.
+type Options struct {
+	Runner Executor
+	Logger *logrus.Logger
+	// DefaultTimeout applies when a request names none; MaxTimeout bounds it.
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	// Health reports the engine and image; called by GET /health.
+	Health func(ctx context.Context) Health
+	// Settings are the settings in force, shown by GET /health.
+	Settings map[string]any
+}
+
+// New returns the service's router.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = logrus.StandardLogger()
+	}
+	h := &handler{opts: o}
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, req, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, req, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
+	})
+	r.HandleFunc("/execute", h.execute).Methods(http.MethodPost)
+	r.HandleFunc("/health", h.health).Methods(http.MethodGet)
+	r.Use(h.middleware)
+	return r
+}
+
+type handler struct {
+	opts Options
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// statusRecorder remembers the status and size written.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(p)
+	s.bytes += n
+	return n, err
+}
+
+// middleware assigns the request ID (accepting a sane X-Request-ID), puts a
+// logger in the context, recovers panics, and logs one line per request.
+func (h *handler) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-ID")
+		if !requestIDRE.MatchString(id) {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-ID", id)
+		entry := h.opts.Logger.WithField("request_id", id)
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		ctx = logctx.With(ctx, entry)
+		extra := logrus.Fields{}
+		ctx = context.WithValue(ctx, logFieldsKey{}, extra)
+		r = r.WithContext(ctx)
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				entry.WithField("panic", p).Error("handler panic")
+				if rec.status == 0 {
+					writeError(rec, r, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"})
+				}
+			}
+			fields := logrus.Fields{
+				"method":      r.Method,
+				"path":        r.URL.Path,
+				"status":      rec.status,
+				"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+				"bytes_in":    r.ContentLength,
+				"bytes_out":   rec.bytes,
+			}
+			for k, v := range extra {
+				fields[k] = v
+			}
+			entry.WithFields(fields).Info("request")
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+type logFieldsKey struct{}
+
+func logFields(ctx context.Context) logrus.Fields {
+	f, _ := ctx.Value(logFieldsKey{}).(logrus.Fields)
+	return f
+}
+
+// addLogField adds a field to the request's log line.
+func addLogField(ctx context.Context, key string, v any) {
+	if f := logFields(ctx); f != nil {
+		f[key] = v
+	}
+}

@@ -1,0 +1,486 @@
+"""pyexec harness: runs one piece of untrusted Python inside a single-use container.
+
+Process layout (the container is discarded after one execution):
+
+  supervisor (this file's main, PID 1 of the container, trusted)
+    - optionally preloads the analytics libraries (PYEXEC_PRELOAD=data)
+    - writes a "ready" frame on the container's stdout
+    - reads one request line (JSON) from stdin
+    - forks the runner child, captures its stdout/stderr through pipes with
+      size caps, enforces the deadline, and writes the result frames
+  runner child (untrusted once user code starts)
+    - runs the user's code as __main__, collects rich outputs, reports back
+      over a private pipe, never touches the container's stdout
+
+Only the supervisor writes to the container's stdout. The child has its fd 1
+and 2 pointed at capture pipes and all other descriptors closed, and the
+supervisor is made non-dumpable, so the child can neither write frames nor
+read the supervisor's descriptors through /proc. Printing something that looks
+like a frame only ends up inside "stdout".
+
+Frames on the container's stdout: b"PYEXEC1 <kind> <length>\\n" + payload + b"\\n".
+Kinds: "ready" (JSON), "result" (JSON built here), "outputs" (the child's rich
+outputs, passed through untouched and parsed by the service into a fixed
+shape, so the child cannot set any field outside it).
+"""
+
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+
+FRAME_MAGIC = b"PYEXEC1"
+CODE_FILENAME = "<code>"
+
+# Caps on what the supervisor accepts from stdin and from the child.
+MAX_REQUEST_BYTES = 8 << 20
+MAX_REPORT_BYTES = 1 << 20
+DEFAULT_MAX_OUTPUTS_BYTES = 64 << 20
+DEFAULT_MAX_STREAM_BYTES = 1 << 20
+# How long to keep draining pipes after the child has exited (grandchildren may
+# still hold them open).
+DRAIN_GRACE_SECONDS = 0.2
+
+HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def write_frame(kind, payload):
+    """Writes one frame on the container's stdout (fd 1). Supervisor only."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    header = b"%s %s %d\n" % (FRAME_MAGIC, kind.encode("ascii"), len(payload))
+    data = header + payload + b"\n"
+    view = memoryview(data)
+    while view:
+        n = os.write(1, view)
+        view = view[n:]
+
+
+def dumps(obj):
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def set_non_dumpable():
+    """Keeps same-uid processes (the child) out of /proc/1/{mem,fd,environ}."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_DUMPABLE = 4
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception as exc:  # pragma: no cover - reported, not fatal
+        print("harness: prctl: %r" % (exc,), file=sys.stderr)
+
+
+def prepare_matplotlib_config():
+    """matplotlib wants a writable config dir; seed it with the font cache
+    built into the image so no font scan happens at run time."""
+    target = "/tmp/.matplotlib"
+    os.environ["MPLCONFIGDIR"] = target
+    src = os.environ.get("PYEXEC_MPL_CACHE", "/opt/pyexec/mplcache")
+    try:
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(src):
+            with open(os.path.join(src, name), "rb") as f_in:
+                data = f_in.read()
+            with open(os.path.join(target, name), "wb") as f_out:
+                f_out.write(data)
+    except OSError:
+        pass
+
+
+def preload():
+    """Imports the analytics libraries so user code that needs them starts warm."""
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import matplotlib
+
+    matplotlib.use(os.environ.get("MPLBACKEND", "agg"))
+    import matplotlib.pyplot  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
+    import plotly.express  # noqa: F401
+
+
+def library_versions():
+    versions = {"python": sys.version.split()[0]}
+    for name in ("numpy", "pandas", "matplotlib", "plotly"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            versions[name] = getattr(mod, "__version__", "")
+    return versions
+
+
+# ---------------------------------------------------------------- cgroup stats
+
+
+def _read_first(paths):
+    for path in paths:
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            continue
+    return None
+
+
+def _kv(text, key):
+    if not text:
+        return None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            try:
+                return int(parts[1])
+            except ValueError:
+                return None
+    return None
+
+
+def oom_kills():
+    """Count of OOM kills in this container's memory cgroup (v1 or v2)."""
+    v1 = _read_first(["/sys/fs/cgroup/memory/memory.oom_control"])
+    if v1 is not None:
+        return _kv(v1, "oom_kill") or 0
+    v2 = _read_first(["/sys/fs/cgroup/memory.events"])
+    return _kv(v2, "oom_kill") or 0
+
+
+def peak_memory():
+    """Peak memory use of the whole container in bytes, or None."""
+    text = _read_first(
+        ["/sys/fs/cgroup/memory/memory.max_usage_in_bytes", "/sys/fs/cgroup/memory.peak"]
+    )
+    try:
+        return int(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- the child
+
+
+def child_main(request, res_w):
+    """Runs in the forked child. Never returns."""
+    code = 0
+    try:
+        import runner_child
+
+        runner_child.run(request, res_w)
+    except BaseException:  # the runner reports user errors itself
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def setup_child_fds(out_w, err_w, res_w):
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    keep = {0, 1, 2, res_w}
+    for fd in _open_fds():
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _open_fds():
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 1024))
+
+
+# ---------------------------------------------------------------- supervisor
+
+
+class Capped:
+    """Keeps the first `limit` bytes written to it and counts the rest."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.buf = bytearray()
+        self.total = 0
+
+    def feed(self, data):
+        self.total += len(data)
+        room = self.limit - len(self.buf)
+        if room > 0:
+            self.buf += data[:room]
+
+    @property
+    def truncated(self):
+        return self.total > len(self.buf)
+
+    def text(self):
+        # A cut may split a UTF-8 sequence; replace rather than fail.
+        return self.buf.decode("utf-8", errors="replace")
+
+
+class ReportReader:
+    """Parses the child's messages on the result pipe:
+    b"<kind> <length>\\n" + payload, for kinds "report" and "outputs"."""
+
+    def __init__(self, max_outputs):
+        self.buf = bytearray()
+        self.max_total = MAX_REPORT_BYTES + max_outputs + 128
+        self.overflow = False
+        self.total = 0
+
+    def feed(self, data):
+        self.total += len(data)
+        if len(self.buf) + len(data) > self.max_total:
+            self.overflow = True
+            return
+        self.buf += data
+
+    def messages(self):
+        out = {}
+        buf = bytes(self.buf)
+        pos = 0
+        while pos < len(buf):
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                break
+            parts = buf[pos:nl].split(b" ")
+            if len(parts) != 2 or not parts[1].isdigit():
+                break
+            kind, size = parts[0].decode("ascii", "replace"), int(parts[1])
+            start, end = nl + 1, nl + 1 + size
+            if end > len(buf):
+                break
+            out.setdefault(kind, buf[start:end])
+            pos = end
+        return out
+
+
+def clean_error(err):
+    """Keeps only well-typed, bounded fields of the child's error report."""
+    if not isinstance(err, dict):
+        return None
+    out = {}
+    for key, cap in (("type", 200), ("message", 10000), ("traceback", 64000)):
+        val = err.get(key)
+        out[key] = val[:cap] if isinstance(val, str) else ""
+    for key in ("line", "column"):
+        val = err.get(key)
+        out[key] = val if isinstance(val, int) and not isinstance(val, bool) else None
+    return out
+
+
+def supervise(request):
+    limits = request.get("limits") or {}
+    timeout = float(request.get("timeout") or 30)
+    stdout = Capped(int(limits.get("stdout_bytes") or DEFAULT_MAX_STREAM_BYTES))
+    stderr = Capped(int(limits.get("stderr_bytes") or DEFAULT_MAX_STREAM_BYTES))
+    reports = ReportReader(int(limits.get("outputs_bytes") or DEFAULT_MAX_OUTPUTS_BYTES))
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    oom_before = oom_kills()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            for fd in (out_r, err_r, res_r):
+                os.close(fd)
+            setup_child_fds(out_w, err_w, res_w)
+        except BaseException:
+            os._exit(71)
+        child_main(request, res_w)
+
+    for fd in (out_w, err_w, res_w):
+        os.close(fd)
+    sinks = {out_r: stdout.feed, err_r: stderr.feed, res_r: reports.feed}
+    sel = selectors.DefaultSelector()
+    for fd in sinks:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+
+    deadline = started + timeout
+    timed_out = False
+    wait_status = None
+    rusage = None
+    exited_at = None
+    while sinks:
+        now = time.monotonic()
+        if wait_status is None:
+            wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            if wpid == pid:
+                wait_status, rusage, exited_at = status, ru, now
+        if wait_status is None and now >= deadline:
+            timed_out = True
+            _kill_child(pid)
+            _, wait_status, rusage = os.wait4(pid, 0)
+            exited_at = time.monotonic()
+        if exited_at is not None and now - exited_at > DRAIN_GRACE_SECONDS:
+            break
+        wait = 0.05 if wait_status is None else DRAIN_GRACE_SECONDS
+        if wait_status is None:
+            wait = max(0.0, min(wait, deadline - now))
+        for key, _ in sel.select(wait):
+            fd = key.fd
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if data:
+                sinks[fd](data)
+            else:
+                sel.unregister(fd)
+                os.close(fd)
+                del sinks[fd]
+    if wait_status is None:
+        # All pipes closed (fd juggling by user code); the child still runs.
+        remaining = deadline - time.monotonic()
+        while remaining > 0:
+            wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            if wpid == pid:
+                wait_status, rusage = status, ru
+                break
+            time.sleep(min(0.01, remaining))
+            remaining = deadline - time.monotonic()
+        if wait_status is None:
+            timed_out = True
+            _kill_child(pid)
+            _, wait_status, rusage = os.wait4(pid, 0)
+    elapsed = time.monotonic() - started
+    _kill_child(pid)  # the process group: leave nothing behind
+    for fd in list(sinks):
+        os.close(fd)
+
+    msgs = reports.messages()
+    report = None
+    if "report" in msgs and len(msgs["report"]) <= MAX_REPORT_BYTES:
+        try:
+            report = json.loads(msgs["report"])
+        except ValueError:
+            report = None
+    if not isinstance(report, dict):
+        report = None
+
+    oom = oom_kills() > oom_before
+    result = {
+        "stdout": stdout.text(),
+        "stderr": stderr.text(),
+        "stdout_truncated": stdout.truncated,
+        "stderr_truncated": stderr.truncated,
+        "stdout_bytes": stdout.total,
+        "stderr_bytes": stderr.total,
+        "execution_time_ms": round(elapsed * 1000, 3),
+        "cpu_time_ms": round((rusage.ru_utime + rusage.ru_stime) * 1000, 3) if rusage else None,
+        "peak_memory_bytes": peak_memory(),
+        "oom_killed": oom,
+        "outputs_truncated": reports.overflow,
+    }
+    result.update(decide_status(timed_out, wait_status, report, oom, timeout))
+    return result, msgs.get("outputs") if not reports.overflow else None
+
+
+def _kill_child(pid):
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def decide_status(timed_out, wait_status, report, oom, timeout):
+    """Maps how the child ended to (status, error). The one place for this rule."""
+    if timed_out:
+        return {
+            "status": "timeout",
+            "error": {
+                "type": "TimeoutError",
+                "message": "execution exceeded the time limit of %gs" % timeout,
+                "traceback": "",
+                "line": None,
+                "column": None,
+            },
+        }
+    sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
+    if oom or (sig == signal.SIGKILL and report is None):
+        return {
+            "status": "out_of_memory",
+            "error": {
+                "type": "MemoryError",
+                "message": "execution ran out of memory and was killed",
+                "traceback": "",
+                "line": None,
+                "column": None,
+            },
+        }
+    if report is not None:
+        err = clean_error(report.get("error"))
+        if err is None:
+            return {"status": "success", "error": None}
+        status = "out_of_memory" if err["type"] == "MemoryError" else "error"
+        return {"status": status, "error": err}
+    if sig is not None:
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        message = "process was killed by signal %s" % name
+        kind = "ProcessCrash"
+    else:
+        code = os.WEXITSTATUS(wait_status)
+        if code == 0:
+            return {"status": "success", "error": None}
+        message = "process exited with code %d" % code
+        kind = "ProcessExit"
+    return {
+        "status": "error",
+        "error": {"type": kind, "message": message, "traceback": "", "line": None, "column": None},
+    }
+
+
+def read_request():
+    line = sys.stdin.buffer.readline(MAX_REQUEST_BYTES + 1)
+    if not line or len(line) > MAX_REQUEST_BYTES:
+        raise ValueError("request missing or too large")
+    req = json.loads(line)
+    if not isinstance(req, dict) or not isinstance(req.get("code"), str):
+        raise ValueError("request has no code")
+    return req
+
+
+def main():
+    set_non_dumpable()
+    sys.path.insert(0, HARNESS_DIR)
+    prepare_matplotlib_config()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    mode = os.environ.get("PYEXEC_PRELOAD", "none")
+    t0 = time.monotonic()
+    if mode == "data":
+        preload()
+    import runner_child
+
+    runner_child.prepare(preloaded=(mode == "data"))
+    write_frame(
+        "ready",
+        dumps(
+            {
+                "preload": mode,
+                "preload_ms": round((time.monotonic() - t0) * 1000, 3),
+                "versions": library_versions(),
+            }
+        ),
+    )
+    try:
+        request = read_request()
+    except (ValueError, OSError) as exc:
+        write_frame("error", dumps({"message": str(exc)}))
+        return 2
+    result, outputs = supervise(request)
+    write_frame("result", dumps(result))
+    if outputs is not None:
+        write_frame("outputs", outputs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The runner child: executes the user's code as __main__ and reports back.
+
+Runs in the process the supervisor (harness.py) forked for one execution. Its
+stdout and stderr are the supervisor's capture pipes; `res_w` is the private
+pipe for the report. Everything after `exec` is untrusted: the supervisor
+checks and bounds whatever arrives on `res_w`.
+"""
+
+import ast
+import io
+import json
+import linecache
+import os
+import signal
+import sys
+import traceback
+
+import outputs
+
+CODE_FILENAME = "<code>"
+NO_VALUE = outputs.NO_VALUE
+
+
+def prepare(preloaded):
+    """Called once in the supervisor before it reports ready: hooks that must
+    be in place before user code imports anything."""
+    outputs.prepare(preloaded)
+
+
+def _send(res_w, kind, payload):
+    data = b"%s %d\n" % (kind.encode("ascii"), len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        n = os.write(res_w, view)
+        view = view[n:]
+
+
+def _set_streams():
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.__stdout__, sys.__stderr__, sys.__stdin__ = sys.stdout, sys.stderr, sys.stdin
+
+
+def _flush_streams():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def user_frames_traceback(exc):
+    """The traceback limited to frames of the user's code, and the user's line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == CODE_FILENAME]
+    line = frames[-1].lineno if frames else None
+    text = ""
+    if frames:
+        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
+    text += "".join(traceback.format_exception_only(type(exc), exc))
+    return text, line
+
+
+def describe_error(exc):
+    if isinstance(exc, SyntaxError):
+        return {
+            "type": type(exc).__name__,
+            "message": exc.msg or str(exc),
+            "traceback": "".join(traceback.format_exception_only(type(exc), exc)),
+            "line": exc.lineno,
+            "column": exc.offset,
+        }
+    text, line = user_frames_traceback(exc)
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<unprintable %s>" % type(exc).__name__
+    return {
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": text,
+        "line": line,
+        "column": None,
+    }
+
+
+def compile_code(code):
+    """Compiles the code; a final bare expression is compiled apart so its
+    value can be shown, as in a notebook cell."""
+    tree = ast.parse(code, filename=CODE_FILENAME, mode="exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(body=tree.body.pop().value)
+    body = compile(tree, CODE_FILENAME, "exec", dont_inherit=True)
+    tail = compile(last, CODE_FILENAME, "eval", dont_inherit=True) if last is not None else None
+    return body, tail
+
+
+def run_user_code(code, namespace):
+    """Returns (error or None, value of the last expression or NO_VALUE)."""
+    linecache.cache[CODE_FILENAME] = (len(code), None, code.splitlines(True), CODE_FILENAME)
+    try:
+        body, tail = compile_code(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        if isinstance(exc, SyntaxError):
+            return describe_error(exc), NO_VALUE
+        err = describe_error(exc)
+        err["type"] = "SyntaxError"
+        err["message"] = "code could not be compiled: %s" % (exc,)
+        return err, NO_VALUE
+    try:
+        exec(body, namespace)
+        value = eval(tail, namespace) if tail is not None else NO_VALUE
+        return None, value
+    except SystemExit as exc:
+        if exc.code is None or exc.code == 0:
+            return None, NO_VALUE
+        err = describe_error(exc)
+        err["message"] = "SystemExit: %s" % (exc.code,)
+        return err, NO_VALUE
+    except BaseException as exc:
+        return describe_error(exc), NO_VALUE
+
+
+def run(request, res_w):
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")  # under memory pressure the user's process goes first
+    except OSError:
+        pass
+    _set_streams()
+    os.chdir("/tmp")
+
+    import __main__  # noqa: F401  (the harness module; replaced below)
+
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__doc__": None}
+    module = type(sys)("__main__")
+    module.__dict__.update(namespace)
+    namespace = module.__dict__
+    sys.modules["__main__"] = module
+    sys.argv = ["<code>"]
+
+    options = request.get("options") or {}
+    outputs.before(namespace, options)
+    error, value = run_user_code(request["code"], namespace)
+    _flush_streams()
+    try:
+        collected = outputs.collect(namespace, value, options)
+    except BaseException as exc:  # outputs must never hide the run's result
+        collected = outputs.empty()
+        collected["collect_error"] = "%s: %s" % (type(exc).__name__, exc)
+    _flush_streams()
+    report = json.dumps({"error": error}, ensure_ascii=False, default=repr).encode("utf-8")
+    _send(res_w, "report", report)
+    try:
+        payload = json.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        empty = outputs.empty()
+        empty["collect_error"] = "outputs were not valid JSON: %s" % (exc,)
+        payload = json.dumps(empty).encode("utf-8")
+    _send(res_w, "outputs", payload)

@@ -1,0 +1,12 @@
+// Package images owns the hardened Python analytics image: its build context
+// (Dockerfile and harness, embedded in the binary from context/), the content
+// hash that names it, and building it through the Docker API.
+//
+// The image is tagged REPOSITORY:<first 12 hex digits of the context hash>, so
+// the service knows whether the engine has the image its binary expects.
+// It never runs containers. Builder is safe for concurrent use; concurrent
+// builds of the same content share one build.
+//
+// engine.sh and base.sh beside this file set up a machine (Docker engine,
+// base image) and are run by the Makefile, not by the service.
+package images

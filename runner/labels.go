@@ -1,0 +1,29 @@
+package runner
+
+// Labels on every container the runner creates. The reaper finds leftovers by
+// them, and tests assert by them that nothing was left behind.
+const (
+	// LabelManaged is "1" on everything pyexec creates.
+	LabelManaged = "io.pyexec.managed"
+	// LabelOwner names the deployment (Options.Owner): replicas sharing one
+	// engine have different owners and never reap each other's containers.
+	LabelOwner = "io.pyexec.owner"
+	// LabelInstance is the boot ID of the process that created the container.
+	LabelInstance = "io.pyexec.instance"
+	// LabelRole says what the container is for (roleExec, roleWarm, ...).
+	LabelRole = "io.pyexec.role"
+	// LabelFlavor says what the harness preloaded ("none" or "data").
+	LabelFlavor = "io.pyexec.flavor"
+)
+
+const (
+	roleExec = "exec"
+)
+
+// Log field keys.
+const (
+	logContainerID = "container_id"
+	logExecID      = "exec_id"
+	logDurationMS  = "duration_ms"
+	logFlavor      = "flavor"
+)

@@ -1,0 +1,101 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Options configure a Runner. Zero values take the defaults below.
+type Options struct {
+	// Image is the analytics image to run (a tag or ID). Required.
+	Image string
+	// Owner names this deployment on a shared engine (LabelOwner). Required.
+	Owner string
+
+	// MemoryBytes caps each container's memory; swap is set equal (none).
+	MemoryBytes int64
+	// NanoCPUs caps each container's CPU (1e9 = one CPU).
+	NanoCPUs int64
+	// PidsLimit caps processes and threads in each container.
+	PidsLimit int64
+	// TmpfsBytes caps the writable scratch space at /tmp.
+	TmpfsBytes int64
+	// MaxStreamBytes caps stdout and stderr, each.
+	MaxStreamBytes int
+	// MaxOutputsBytes caps the rich outputs (charts, tables) of one run.
+	MaxOutputsBytes int
+	// SeccompProfile is the JSON seccomp profile applied to every container;
+	// empty means the engine's default.
+	SeccompProfile []byte
+
+	// MaxWorkers is how many executions run at once.
+	MaxWorkers int
+	// MaxQueue is how many more wait for a worker before ErrBusy.
+	MaxQueue int
+
+	// KillGrace is how long past the timeout the runner waits for the
+	// harness's own timeout report before killing the container.
+	KillGrace time.Duration
+	// StartTimeout bounds creating a container and its harness getting ready.
+	StartTimeout time.Duration
+	// CleanupTimeout bounds removing one container.
+	CleanupTimeout time.Duration
+}
+
+// Defaults, as the original service documents them.
+const (
+	DefaultMemoryBytes     = 512 << 20
+	DefaultNanoCPUs        = 1e9
+	DefaultPidsLimit       = 128
+	DefaultTmpfsBytes      = 64 << 20
+	DefaultMaxStreamBytes  = 1 << 20
+	DefaultMaxOutputsBytes = 32 << 20
+	DefaultMaxWorkers      = 4
+	DefaultMaxQueue        = 32
+	DefaultKillGrace       = 500 * time.Millisecond
+	DefaultStartTimeout    = 60 * time.Second
+	DefaultCleanupTimeout  = 30 * time.Second
+)
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Image == "" {
+		return o, errors.New("runner: no image")
+	}
+	if o.Owner == "" {
+		return o, errors.New("runner: no owner")
+	}
+	def := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.MemoryBytes, DefaultMemoryBytes)
+	def(&o.NanoCPUs, DefaultNanoCPUs)
+	def(&o.PidsLimit, DefaultPidsLimit)
+	def(&o.TmpfsBytes, DefaultTmpfsBytes)
+	defInt(&o.MaxStreamBytes, DefaultMaxStreamBytes)
+	defInt(&o.MaxOutputsBytes, DefaultMaxOutputsBytes)
+	defInt(&o.MaxWorkers, DefaultMaxWorkers)
+	defInt(&o.MaxQueue, DefaultMaxQueue)
+	defDur(&o.KillGrace, DefaultKillGrace)
+	defDur(&o.StartTimeout, DefaultStartTimeout)
+	defDur(&o.CleanupTimeout, DefaultCleanupTimeout)
+	if o.MemoryBytes < 64<<20 {
+		return o, fmt.Errorf("runner: memory limit %d below 64 MiB", o.MemoryBytes)
+	}
+	if o.MaxWorkers < 0 || o.MaxQueue < 0 {
+		return o, errors.New("runner: negative worker or queue size")
+	}
+	return o, nil
+}

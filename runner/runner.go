@@ -1,0 +1,288 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sirupsen/logrus"
+
+	"github.com/pyexec/pyexec/internal/logctx"
+)
+
+// Errors callers branch on.
+var (
+	// ErrBusy means every worker is busy and the queue is full.
+	ErrBusy = errors.New("all workers busy and the queue is full")
+	// ErrEngineDown means the Docker engine did not answer.
+	ErrEngineDown = errors.New("docker engine unavailable")
+	// ErrNoImage means the analytics image is not in the engine.
+	ErrNoImage = errors.New("analytics image not available")
+	// ErrClosed means the runner is shutting down.
+	ErrClosed = errors.New("runner closed")
+)
+
+// Engine is the part of the Docker client the runner uses; *client.Client
+// implements it. Tests use fakes only for rare engine failures.
+type Engine interface {
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
+	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
+	ContainerKill(ctx context.Context, container, signal string) error
+	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
+	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
+	Info(ctx context.Context) (system.Info, error)
+}
+
+// Runner runs executions in single-use containers. See the package doc.
+type Runner struct {
+	cli      Engine
+	opts     Options
+	instance string
+	slots    chan struct{}
+	queued   atomic.Int64
+	closed   atomic.Bool
+	// wg counts goroutines the runner owns (stream readers, removals).
+	wg      sync.WaitGroup
+	metrics counters
+}
+
+// counters are cheap always-on figures shown by /health.
+type counters struct {
+	created   atomic.Int64
+	removed   atomic.Int64
+	running   atomic.Int64
+	completed atomic.Int64
+}
+
+// Stats is a snapshot of the runner's counters.
+type Stats struct {
+	Instance          string `json:"instance"`
+	MaxWorkers        int    `json:"max_workers"`
+	MaxQueue          int    `json:"max_queue"`
+	Running           int64  `json:"running"`
+	Queued            int64  `json:"queued"`
+	ContainersCreated int64  `json:"containers_created"`
+	ContainersRemoved int64  `json:"containers_removed"`
+	Executions        int64  `json:"executions"`
+}
+
+// New returns a Runner. It does not touch the engine; call Reap at start.
+func New(cli Engine, opts Options) (*Runner, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("boot id: %w", err)
+	}
+	return &Runner{
+		cli:      cli,
+		opts:     o,
+		instance: hex.EncodeToString(b[:]),
+		slots:    make(chan struct{}, o.MaxWorkers),
+	}, nil
+}
+
+// Options returns the options in force, defaults applied.
+func (r *Runner) Options() Options { return r.opts }
+
+// Stats returns the runner's counters.
+func (r *Runner) Stats() Stats {
+	return Stats{
+		Instance:          r.instance,
+		MaxWorkers:        r.opts.MaxWorkers,
+		MaxQueue:          r.opts.MaxQueue,
+		Running:           r.metrics.running.Load(),
+		Queued:            r.queued.Load(),
+		ContainersCreated: r.metrics.created.Load(),
+		ContainersRemoved: r.metrics.removed.Load(),
+		Executions:        r.metrics.completed.Load(),
+	}
+}
+
+// Run executes one request in a fresh container and returns what it produced.
+// A Result with a non-success Status is not an error: errors mean the service
+// could not run the code (ErrBusy, ErrEngineDown, ErrNoImage, ctx errors).
+// The container is removed on every path, after Run returns.
+func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
+	if r.closed.Load() {
+		return Result{}, ErrClosed
+	}
+	if req.Timeout <= 0 {
+		return Result{}, errors.New("runner: timeout must be positive")
+	}
+	release, err := r.acquire(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer release()
+	r.metrics.running.Add(1)
+	defer r.metrics.running.Add(-1)
+
+	flavor := FlavorFor(req.Code)
+	log := logctx.From(ctx).WithField(logFlavor, flavor)
+	t0 := time.Now()
+	sb, err := r.prepare(ctx, roleExec, flavor)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.discard(ctx, sb)
+	log.WithFields(logrus.Fields{logContainerID: shortID(sb.id), logDurationMS: ms(time.Since(t0))}).
+		Debug("sandbox ready")
+	res, err := r.exec(ctx, sb, req)
+	if err == nil {
+		r.metrics.completed.Add(1)
+	}
+	return res, err
+}
+
+// acquire admits one execution: a free worker at once, else a place in the
+// bounded queue until a worker frees up or ctx ends.
+func (r *Runner) acquire(ctx context.Context) (func(), error) {
+	release := func() { <-r.slots }
+	select {
+	case r.slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	if r.queued.Add(1) > int64(r.opts.MaxQueue) {
+		r.queued.Add(-1)
+		return nil, ErrBusy
+	}
+	defer r.queued.Add(-1)
+	select {
+	case r.slots <- struct{}{}:
+		return release, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// discard closes the sandbox's stream and removes its container in the
+// background; Close waits for it.
+func (r *Runner) discard(ctx context.Context, sb *sandbox) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		cctx, cancel := r.cleanupContext(ctx)
+		defer cancel()
+		r.remove(cctx, sb.id)
+		close(sb.quit)
+		if sb.conn.Conn != nil {
+			sb.conn.Close()
+		}
+	}()
+}
+
+// remove force-removes a container; NotFound counts as done.
+func (r *Runner) remove(ctx context.Context, id string) {
+	err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !errdefs.IsNotFound(err) {
+		logctx.From(ctx).WithError(err).WithField(logContainerID, shortID(id)).Warn("remove container")
+		return
+	}
+	r.metrics.removed.Add(1)
+}
+
+// kill stops a container at once; removal follows in discard.
+func (r *Runner) kill(ctx context.Context, sb *sandbox) {
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	if err := r.cli.ContainerKill(cctx, sb.id, "SIGKILL"); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+		logctx.From(ctx).WithError(err).WithField(logContainerID, shortID(sb.id)).Debug("kill container")
+	}
+}
+
+// cleanupContext is for work that must happen even if ctx is gone.
+func (r *Runner) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+}
+
+// classify maps engine errors to the runner's sentinels.
+func (r *Runner) classify(err error) error {
+	switch {
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%w: %w", ErrEngineDown, err)
+	case errdefs.IsNotFound(err):
+		return fmt.Errorf("%w: %w", ErrNoImage, err)
+	}
+	return err
+}
+
+// Reap removes containers of this owner left by an earlier run of the
+// service (another instance ID). Called once at start.
+func (r *Runner) Reap(ctx context.Context) (int, error) {
+	list, err := r.cli.ContainerList(ctx, container.ListOptions{
+		All: true,
+		Filters: filters.NewArgs(
+			filters.Arg("label", LabelManaged+"=1"),
+			filters.Arg("label", LabelOwner+"="+r.opts.Owner),
+		),
+	})
+	if err != nil {
+		return 0, r.classify(fmt.Errorf("list containers: %w", err))
+	}
+	n := 0
+	for _, c := range list {
+		if c.Labels[LabelInstance] == r.instance {
+			continue
+		}
+		r.remove(ctx, c.ID)
+		n++
+	}
+	return n, nil
+}
+
+// Close stops admitting work and waits for every container the runner
+// started to be removed, or for ctx to end.
+func (r *Runner) Close(ctx context.Context) error {
+	r.closed.Store(true)
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("runner close: %w", ctx.Err())
+	}
+}
+
+// Wait blocks until background removals started so far have finished.
+func (r *Runner) Wait() { r.wg.Wait() }
+
+// Ping checks that the engine answers and the image is present.
+func (r *Runner) Ping(ctx context.Context) error {
+	if _, err := r.cli.Info(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrEngineDown, err)
+	}
+	if _, err := r.cli.ImageInspect(ctx, r.opts.Image); err != nil {
+		if errdefs.IsNotFound(err) {
+			return fmt.Errorf("%w: %s", ErrNoImage, r.opts.Image)
+		}
+		return r.classify(err)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,384 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/sirupsen/logrus"
+)
+
+// maxStderrBytes bounds what is kept of the supervisor's own stderr (it only
+// carries harness diagnostics; user output travels inside frames).
+const maxStderrBytes = 16 << 10
+
+// sandbox is one started container whose harness is attached and ready.
+// It serves exactly one execution and is then discarded.
+type sandbox struct {
+	id     string
+	flavor string
+	ready  readyInfo
+
+	conn   types.HijackedResponse
+	frames chan frameOrErr
+	stderr *cappedBuffer
+
+	// quit is closed by discard; it releases a frame reader nobody listens to.
+	quit chan struct{}
+	// done is closed when the demux and frame goroutines have both ended.
+	done chan struct{}
+}
+
+type readyInfo struct {
+	Preload   string            `json:"preload"`
+	PreloadMS float64           `json:"preload_ms"`
+	Versions  map[string]string `json:"versions"`
+}
+
+type frameOrErr struct {
+	f   frame
+	err error
+}
+
+// wireRequest is the one line the harness reads from stdin.
+type wireRequest struct {
+	Code    string          `json:"code"`
+	Timeout float64         `json:"timeout"`
+	Policy  json.RawMessage `json:"policy,omitempty"`
+	Options map[string]any  `json:"options,omitempty"`
+	Limits  wireLimits      `json:"limits"`
+}
+
+type wireLimits struct {
+	StdoutBytes  int `json:"stdout_bytes"`
+	StderrBytes  int `json:"stderr_bytes"`
+	OutputsBytes int `json:"outputs_bytes"`
+}
+
+// wireResult is the supervisor's "result" frame (trusted fields).
+type wireResult struct {
+	Status          string      `json:"status"`
+	Stdout          string      `json:"stdout"`
+	Stderr          string      `json:"stderr"`
+	StdoutTruncated bool        `json:"stdout_truncated"`
+	StderrTruncated bool        `json:"stderr_truncated"`
+	StdoutBytes     int64       `json:"stdout_bytes"`
+	StderrBytes     int64       `json:"stderr_bytes"`
+	ExecutionTimeMS float64     `json:"execution_time_ms"`
+	CPUTimeMS       *float64    `json:"cpu_time_ms"`
+	PeakMemoryBytes *int64      `json:"peak_memory_bytes"`
+	OOMKilled       bool        `json:"oom_killed"`
+	OutputsTrunc    bool        `json:"outputs_truncated"`
+	Error           *ExecError  `json:"error"`
+	Violations      []Violation `json:"violations"`
+}
+
+// prepare creates, attaches and starts a container and waits until its
+// harness reports ready. On error nothing is left behind.
+func (r *Runner) prepare(ctx context.Context, role, flavor string) (_ *sandbox, retErr error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
+	defer cancel()
+
+	sp := r.sandboxSpec(role, flavor)
+	resp, err := r.cli.ContainerCreate(ctx, sp.config, sp.host, sp.network, nil, "")
+	if err != nil {
+		return nil, r.classify(fmt.Errorf("create container: %w", err))
+	}
+	r.metrics.created.Add(1)
+	sb := &sandbox{id: resp.ID, flavor: flavor, quit: make(chan struct{}), done: make(chan struct{})}
+	defer func() {
+		if retErr != nil {
+			r.discard(ctx, sb)
+		}
+	}()
+
+	// Attach before start so no frame is missed.
+	hj, err := r.cli.ContainerAttach(ctx, sb.id, container.AttachOptions{
+		Stream: true, Stdin: true, Stdout: true, Stderr: true,
+	})
+	if err != nil {
+		close(sb.done)
+		return sb, r.classify(fmt.Errorf("attach container %s: %w", shortID(sb.id), err))
+	}
+	sb.conn = hj
+	sb.frames = make(chan frameOrErr, 4)
+	sb.stderr = &cappedBuffer{max: maxStderrBytes}
+	r.readFrames(sb)
+
+	if err := r.cli.ContainerStart(ctx, sb.id, container.StartOptions{}); err != nil {
+		return sb, r.classify(fmt.Errorf("start container %s: %w", shortID(sb.id), err))
+	}
+	select {
+	case fe := <-sb.frames:
+		if fe.err != nil {
+			return sb, fmt.Errorf("container %s not ready: %w (stderr: %q)", shortID(sb.id), fe.err, sb.stderr.String())
+		}
+		if fe.f.kind != frameReady {
+			return sb, fmt.Errorf("%w: expected ready, got %q", errProtocol, fe.f.kind)
+		}
+		if err := json.Unmarshal(fe.f.payload, &sb.ready); err != nil {
+			return sb, fmt.Errorf("%w: ready frame: %w", errProtocol, err)
+		}
+	case <-ctx.Done():
+		return sb, fmt.Errorf("container %s not ready: %w", shortID(sb.id), ctx.Err())
+	}
+	return sb, nil
+}
+
+// readFrames starts the goroutines that demultiplex the attach stream and
+// parse frames. Both end when the stream ends (the container exits or the
+// connection is closed by discard).
+func (r *Runner) readFrames(sb *sandbox) {
+	pr, pw := io.Pipe()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, err := stdcopy.StdCopy(pw, sb.stderr, sb.conn.Reader)
+		pw.CloseWithError(err) // nil err closes with io.EOF
+	}()
+	go func() {
+		defer wg.Done()
+		defer close(sb.frames)
+		send := func(fe frameOrErr) bool {
+			select {
+			case sb.frames <- fe:
+				return true
+			case <-sb.quit:
+				return false
+			}
+		}
+		fr := newFrameReader(pr, r.opts.MaxOutputsBytes+4*r.opts.MaxStreamBytes+(1<<20))
+		for {
+			f, err := fr.next()
+			if err != nil {
+				send(frameOrErr{err: err})
+				_, _ = io.Copy(io.Discard, pr) // let the demuxer finish
+				return
+			}
+			if !send(frameOrErr{f: f}) {
+				_, _ = io.Copy(io.Discard, pr)
+				return
+			}
+		}
+	}()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		wg.Wait()
+		close(sb.done)
+	}()
+}
+
+// exec sends the request to a ready sandbox and collects the result. The
+// deadline is enforced here, from outside: past Timeout+KillGrace the
+// container is killed. The caller discards the sandbox afterwards.
+func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, error) {
+	line, err := json.Marshal(wireRequest{
+		Code:    req.Code,
+		Timeout: req.Timeout.Seconds(),
+		Policy:  req.Policy,
+		Options: req.Options,
+		Limits: wireLimits{
+			StdoutBytes:  r.opts.MaxStreamBytes,
+			StderrBytes:  r.opts.MaxStreamBytes,
+			OutputsBytes: r.opts.MaxOutputsBytes,
+		},
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("encode request: %w", err)
+	}
+	start := time.Now()
+	if _, err := sb.conn.Conn.Write(append(line, '\n')); err != nil {
+		return Result{}, fmt.Errorf("send code to container %s: %w", shortID(sb.id), err)
+	}
+	_ = sb.conn.CloseWrite()
+
+	timer := time.NewTimer(req.Timeout + r.opts.KillGrace)
+	defer timer.Stop()
+	res := Result{Flavor: sb.flavor, Outputs: emptyOutputs()}
+	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
+	gotResult := false
+	for {
+		select {
+		case fe, ok := <-sb.frames:
+			if !ok || fe.err != nil {
+				if gotResult {
+					// The outputs frame is optional (e.g. the user's process
+					// died before reporting them).
+					return res, nil
+				}
+				return r.diagnose(ctx, sb, req, start, fe.err)
+			}
+			switch fe.f.kind {
+			case frameResult:
+				if err := decodeResult(fe.f.payload, &res); err != nil {
+					return Result{}, err
+				}
+				gotResult = true
+			case frameOutputs:
+				if !gotResult {
+					return Result{}, fmt.Errorf("%w: outputs before result", errProtocol)
+				}
+				decodeOutputs(fe.f.payload, &res.Outputs)
+				return res, nil
+			case frameError:
+				return Result{}, fmt.Errorf("%w: harness refused the request: %s", errProtocol, fe.f.payload)
+			default:
+				return Result{}, fmt.Errorf("%w: unexpected %q frame", errProtocol, fe.f.kind)
+			}
+		case <-timer.C:
+			// The harness did not report its own timeout: kill from outside.
+			r.kill(ctx, sb)
+			logrus.WithField(logContainerID, shortID(sb.id)).Debug("killed container at deadline")
+			return timeoutResult(sb, req, time.Since(start), r.opts.MemoryBytes), nil
+		case <-ctx.Done():
+			r.kill(ctx, sb)
+			return Result{}, ctx.Err()
+		}
+	}
+}
+
+// diagnose explains a stream that ended without a result frame.
+func (r *Runner) diagnose(ctx context.Context, sb *sandbox, req Request, start time.Time, streamErr error) (Result, error) {
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	// Give the engine a moment to record the exit.
+	var state *container.State
+	for i := 0; i < 20; i++ {
+		info, err := r.cli.ContainerInspect(cctx, sb.id)
+		if err != nil {
+			return Result{}, r.classify(fmt.Errorf("inspect container %s: %w", shortID(sb.id), err))
+		}
+		state = info.State
+		if state == nil || !state.Running {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	res := Result{Flavor: sb.flavor, Outputs: emptyOutputs(), ExecutionTime: time.Since(start)}
+	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
+	if state != nil && state.OOMKilled {
+		res.Status = StatusOutOfMemory
+		res.Resources.OOMKilled = true
+		res.Error = &ExecError{Type: "MemoryError", Message: "execution ran out of memory and the sandbox was killed"}
+		return res, nil
+	}
+	if streamErr != nil && errors.Is(streamErr, errProtocol) {
+		return Result{}, streamErr
+	}
+	exit := -1
+	if state != nil {
+		exit = state.ExitCode
+	}
+	res.Status = StatusError
+	res.Error = &ExecError{
+		Type:    "SandboxError",
+		Message: fmt.Sprintf("the sandbox ended without a result (exit code %d)", exit),
+	}
+	logrus.WithFields(logrus.Fields{logContainerID: shortID(sb.id), "stderr": sb.stderr.String()}).
+		Warn("sandbox ended without a result")
+	return res, nil
+}
+
+func timeoutResult(sb *sandbox, req Request, elapsed time.Duration, mem int64) Result {
+	res := Result{
+		Status:        StatusTimeout,
+		Flavor:        sb.flavor,
+		Outputs:       emptyOutputs(),
+		ExecutionTime: elapsed,
+		Error: &ExecError{
+			Type:    "TimeoutError",
+			Message: fmt.Sprintf("execution exceeded the time limit of %gs", req.Timeout.Seconds()),
+		},
+	}
+	res.Resources.MemoryLimitBytes = mem
+	return res
+}
+
+func decodeResult(payload []byte, res *Result) error {
+	var w wireResult
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return fmt.Errorf("%w: result frame: %w", errProtocol, err)
+	}
+	switch w.Status {
+	case StatusSuccess, StatusError, StatusTimeout, StatusOutOfMemory:
+	default:
+		return fmt.Errorf("%w: unknown status %q", errProtocol, w.Status)
+	}
+	res.Status = w.Status
+	res.Stdout, res.Stderr = w.Stdout, w.Stderr
+	res.StdoutTruncated, res.StderrTruncated = w.StdoutTruncated, w.StderrTruncated
+	res.StdoutBytes, res.StderrBytes = w.StdoutBytes, w.StderrBytes
+	res.ExecutionTime = time.Duration(w.ExecutionTimeMS * float64(time.Millisecond))
+	if w.CPUTimeMS != nil {
+		res.Resources.CPUTime = time.Duration(*w.CPUTimeMS * float64(time.Millisecond))
+	}
+	if w.PeakMemoryBytes != nil {
+		res.Resources.PeakMemoryBytes = *w.PeakMemoryBytes
+	}
+	res.Resources.OOMKilled = w.OOMKilled || w.Status == StatusOutOfMemory
+	res.Error = w.Error
+	res.Violations = w.Violations
+	if w.OutputsTrunc {
+		res.Outputs.CollectError = "rich outputs exceeded their size limit and were dropped"
+	}
+	return nil
+}
+
+// decodeOutputs parses the untrusted outputs frame into the fixed shape; on
+// any error the outputs stay empty and say why.
+func decodeOutputs(payload []byte, out *Outputs) {
+	var o Outputs
+	if err := json.Unmarshal(payload, &o); err != nil {
+		*out = emptyOutputs()
+		out.CollectError = "rich outputs were malformed and were dropped"
+		return
+	}
+	if o.Charts == nil {
+		o.Charts = []Chart{}
+	}
+	if o.DataFrames == nil {
+		o.DataFrames = []DataFrame{}
+	}
+	if o.Variables == nil {
+		o.Variables = map[string]Variable{}
+	}
+	*out = o
+}
+
+// cappedBuffer keeps the first max bytes written to it.
+type cappedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf []byte
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - len(c.buf); room > 0 {
+		c.buf = append(c.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *cappedBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.buf)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
