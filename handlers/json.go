@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -41,12 +42,15 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		var typeErr *json.UnmarshalTypeError
 		var syntaxErr *json.SyntaxError
 		switch {
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return badRequest("malformed_json", "request body must be a JSON object")
 		case errors.As(err, &typeErr):
-			return unprocessable("invalid_field", fmt.Sprintf("field %q must be %s", typeErr.Field, typeErr.Type))
+			return unprocessable("invalid_field", fmt.Sprintf("field %q has the wrong type (got a JSON %s)", typeErr.Field, typeErr.Value))
 		case errors.As(err, &syntaxErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			return badRequest("malformed_json", "request body is not valid JSON")
-		case bytes.HasPrefix(bytes.TrimSpace([]byte(err.Error())), []byte("json: unknown field")):
-			return unprocessable("unknown_field", err.Error()[len("json: "):])
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			// encoding/json has no typed error for this; its text is stable.
+			return unprocessable("unknown_field", strings.TrimPrefix(err.Error(), "json: "))
 		default:
 			return badRequest("malformed_json", "request body must be a JSON object")
 		}

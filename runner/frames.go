@@ -61,7 +61,8 @@ func (fr *frameReader) next() (frame, error) {
 	if len(header) > maxHeaderBytes {
 		return frame{}, fmt.Errorf("%w: header too long", errProtocol)
 	}
-	fields := bytes.Fields(header)
+	// header aliases the bufio buffer: copy it before reading further.
+	fields := bytes.Fields(bytes.Clone(header))
 	if len(fields) != 3 || string(fields[0]) != frameMagic {
 		return frame{}, fmt.Errorf("%w: bad header %q", errProtocol, header)
 	}

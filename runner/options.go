@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pyexec/pyexec/runner/seccomp"
 )
 
 // Options configure a Runner. Zero values take the defaults below.
@@ -26,7 +28,7 @@ type Options struct {
 	// MaxOutputsBytes caps the rich outputs (charts, tables) of one run.
 	MaxOutputsBytes int
 	// SeccompProfile is the JSON seccomp profile applied to every container;
-	// empty means the engine's default.
+	// empty means pyexec's own profile (package runner/seccomp).
 	SeccompProfile []byte
 
 	// MaxWorkers is how many executions run at once.
@@ -91,6 +93,13 @@ func (o Options) withDefaults() (Options, error) {
 	defDur(&o.KillGrace, DefaultKillGrace)
 	defDur(&o.StartTimeout, DefaultStartTimeout)
 	defDur(&o.CleanupTimeout, DefaultCleanupTimeout)
+	if len(o.SeccompProfile) == 0 {
+		p, err := seccomp.Profile()
+		if err != nil {
+			return o, fmt.Errorf("runner: seccomp profile: %w", err)
+		}
+		o.SeccompProfile = p
+	}
 	if o.MemoryBytes < 64<<20 {
 		return o, fmt.Errorf("runner: memory limit %d below 64 MiB", o.MemoryBytes)
 	}

@@ -57,8 +57,11 @@ type Runner struct {
 	instance string
 	slots    chan struct{}
 	queued   atomic.Int64
-	closed   atomic.Bool
-	// wg counts goroutines the runner owns (stream readers, removals).
+
+	mu     sync.Mutex // guards closed, and orders wg.Add against Close's wg.Wait
+	closed bool
+	// wg counts Run calls in progress and the goroutines the runner owns
+	// (stream readers, removals); those start only inside a counted Run.
 	wg      sync.WaitGroup
 	metrics counters
 }
@@ -123,12 +126,13 @@ func (r *Runner) Stats() Stats {
 // could not run the code (ErrBusy, ErrEngineDown, ErrNoImage, ctx errors).
 // The container is removed on every path, after Run returns.
 func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
-	if r.closed.Load() {
-		return Result{}, ErrClosed
-	}
 	if req.Timeout <= 0 {
 		return Result{}, errors.New("runner: timeout must be positive")
 	}
+	if !r.enter() {
+		return Result{}, ErrClosed
+	}
+	defer r.wg.Done()
 	release, err := r.acquire(ctx)
 	if err != nil {
 		return Result{}, err
@@ -152,6 +156,17 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		r.metrics.completed.Add(1)
 	}
 	return res, err
+}
+
+// enter counts a Run in, unless the runner is closed.
+func (r *Runner) enter() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	return true
 }
 
 // acquire admits one execution: a free worker at once, else a place in the
@@ -254,7 +269,9 @@ func (r *Runner) Reap(ctx context.Context) (int, error) {
 // Close stops admitting work and waits for every container the runner
 // started to be removed, or for ctx to end.
 func (r *Runner) Close(ctx context.Context) error {
-	r.closed.Store(true)
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		r.wg.Wait()

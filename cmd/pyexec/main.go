@@ -55,6 +55,10 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer cli.Close()
+	// Negotiate once up front: lazy negotiation races under concurrent first use.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cli.NegotiateAPIVersion(pctx)
+	cancel()
 
 	builder := images.New(cli, cfg.ImageRepository, log.WithField("component", "images"))
 	if buildOnly {

@@ -1,0 +1,50 @@
+# pyexec: the two commands of the README are `make run` and `make test`.
+# Both set up a fresh Debian machine (as root): the Docker engine (installed
+# and started when absent), the base image (made with debootstrap when it
+# cannot be pulled), the analytics image, and the binaries.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export PATH := $(PATH):/usr/local/go/bin
+export GOFLAGS ?= -mod=mod
+
+BIN := bin
+PORT ?= 8000
+
+.PHONY: all setup engine base image build run test test-short bench vet fmt clean
+
+all: build
+
+engine:
+	bash images/engine.sh
+
+base: engine
+	bash images/base.sh
+
+build:
+	go build -o $(BIN)/pyexec ./cmd/pyexec
+
+image: base build
+	$(BIN)/pyexec -build-image
+
+setup: image
+
+run: setup
+	PORT=$(PORT) $(BIN)/pyexec
+
+test: setup
+	go vet ./...
+	PYEXEC_REQUIRE_DOCKER=1 go test -race -count=1 -timeout 40m ./...
+
+test-short:
+	go test -race -short ./...
+
+vet:
+	go vet ./...
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

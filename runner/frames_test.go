@@ -1,0 +1,118 @@
+package runner
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestFrameReader(t *testing.T) {
+	big := strings.Repeat("x", 200<<10) // larger than the bufio buffer
+	stream := "PYEXEC1 ready 2\n{}\n" + "PYEXEC1 result " + itoa(len(big)) + "\n" + big + "\n"
+	fr := newFrameReader(strings.NewReader(stream), 1<<20)
+	f, err := fr.next()
+	if err != nil || f.kind != frameReady || string(f.payload) != "{}" {
+		t.Fatalf("first frame = %q %q, %v", f.kind, f.payload, err)
+	}
+	f, err = fr.next()
+	if err != nil || f.kind != frameResult || string(f.payload) != big {
+		t.Fatalf("second frame kind %q len %d, %v", f.kind, len(f.payload), err)
+	}
+	if _, err := fr.next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("end: %v, want EOF", err)
+	}
+}
+
+func TestFrameReaderRejects(t *testing.T) {
+	for name, stream := range map[string]string{
+		"no magic":       "HELLO ready 2\n{}\n",
+		"bad length":     "PYEXEC1 ready -1\n\n",
+		"too long":       "PYEXEC1 result 99999999\n",
+		"unterminated":   "PYEXEC1 ready 2\n{}X",
+		"short payload":  "PYEXEC1 ready 10\n{}",
+		"header no end":  "PYEXEC1 ready",
+		"giant header":   strings.Repeat("P", 100000) + "\n",
+		"too few fields": "PYEXEC1 ready\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := newFrameReader(strings.NewReader(stream), 1<<20).next()
+			if !errors.Is(err, errProtocol) {
+				t.Fatalf("err = %v, want a protocol error", err)
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	s := ""
+	for {
+		s = string(rune('0'+n%10)) + s
+		n /= 10
+		if n == 0 {
+			return s
+		}
+	}
+}
+
+func TestSandboxSpecIsHardened(t *testing.T) {
+	r, err := New(nil, Options{Image: "img", Owner: "me", SeccompProfile: []byte(`{"defaultAction":"SCMP_ACT_ERRNO"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := r.sandboxSpec(roleExec, FlavorData)
+	c, h := sp.config, sp.host
+	checks := map[string]bool{
+		"network none":          h.NetworkMode == "none" && c.NetworkDisabled,
+		"read-only root":        h.ReadonlyRootfs,
+		"all caps dropped":      len(h.CapDrop) == 1 && h.CapDrop[0] == "ALL" && len(h.CapAdd) == 0,
+		"not privileged":        !h.Privileged,
+		"non-root user":         c.User == sandboxUser,
+		"memory capped":         h.Memory == DefaultMemoryBytes,
+		"no swap":               h.MemorySwap == h.Memory,
+		"cpu capped":            h.NanoCPUs == DefaultNanoCPUs,
+		"pids capped":           h.PidsLimit != nil && *h.PidsLimit == DefaultPidsLimit,
+		"tmpfs capped":          strings.Contains(h.Tmpfs["/tmp"], "size=67108864") && strings.Contains(h.Tmpfs["/tmp"], "noexec"),
+		"no host env":           len(c.Env) == 1 && c.Env[0] == "PYEXEC_PRELOAD=data",
+		"no mounts":             len(h.Binds) == 0 && len(h.Mounts) == 0 && len(h.VolumesFrom) == 0,
+		"no-new-privileges":     contains(h.SecurityOpt, "no-new-privileges:true"),
+		"seccomp profile":       contains(h.SecurityOpt, `seccomp={"defaultAction":"SCMP_ACT_ERRNO"}`),
+		"labels":                c.Labels[LabelManaged] == "1" && c.Labels[LabelOwner] == "me" && c.Labels[LabelInstance] != "" && c.Labels[LabelRole] == roleExec,
+		"no log to disk":        h.LogConfig.Type == "none",
+		"not auto-removed":      !h.AutoRemove,
+		"host namespaces unset": h.PidMode == "" && h.UTSMode == "" && h.UsernsMode == "" && h.IpcMode == "private",
+	}
+	for name, ok := range checks {
+		if !ok {
+			t.Errorf("sandbox spec: %s does not hold", name)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestFlavorFor(t *testing.T) {
+	for code, want := range map[string]string{
+		"print(1)":                              FlavorNone,
+		"import math\nprint(math.pi)":           FlavorNone,
+		"import numpy as np":                    FlavorData,
+		"import os, pandas":                     FlavorData,
+		"from matplotlib import pyplot as plt":  FlavorData,
+		"  import plotly.express as px":         FlavorData,
+		"from scipy.stats import norm":          FlavorData,
+		"# import numpy\nprint('numpy')":        FlavorNone,
+		"x = 'import numpy'":                    FlavorNone,
+		"if True:\n    import seaborn as sns\n": FlavorData,
+	} {
+		if got := FlavorFor(code); got != want {
+			t.Errorf("FlavorFor(%q) = %q, want %q", code, got, want)
+		}
+	}
+}
