@@ -48,7 +48,9 @@ func realServer(t *testing.T) (*httptest.Server, *runner.Runner) {
 	return srv, rn
 }
 
-func isEngineDown(err error) bool { return err != nil && bytes.Contains([]byte(err.Error()), []byte("engine")) }
+func isEngineDown(err error) bool {
+	return err != nil && bytes.Contains([]byte(err.Error()), []byte("engine"))
+}
 
 func post(t *testing.T, url string, body any) (*http.Response, map[string]any) {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/pyexec/pyexec/internal/logctx"
+	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
 
@@ -16,7 +17,7 @@ type apiError struct {
 	Status     int
 	Code       string
 	Message    string
-	Violations []runner.Violation
+	Violations []policy.Violation
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -38,7 +39,7 @@ type errorBody struct {
 type errorDetail struct {
 	Code       string             `json:"code"`
 	Message    string             `json:"message"`
-	Violations []runner.Violation `json:"violations,omitempty"`
+	Violations []policy.Violation `json:"violations,omitempty"`
 }
 
 // retryAfterSeconds is what a 429 or 503 tells clients to wait.

@@ -5,15 +5,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/pyexec/pyexec/internal/logctx"
+	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
-
-// maxCodeBytes is the original service's limit on code size.
-const maxCodeBytes = 50 * 1024
 
 // executeRequest is the body of POST /execute.
 type executeRequest struct {
@@ -31,7 +28,7 @@ type executeResponse struct {
 	ExecutionTime int64              `json:"execution_time"`
 	Output        outputBody         `json:"output"`
 	Error         *runner.ExecError  `json:"error"`
-	Violations    []runner.Violation `json:"violations,omitempty"`
+	Violations    []policy.Violation `json:"violations,omitempty"`
 	Resources     resourcesBody      `json:"resources"`
 	RequestID     string             `json:"request_id"`
 }
@@ -70,10 +67,16 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 	addLogField(r.Context(), "code_sha256", hex.EncodeToString(sum[:6]))
 	addLogField(r.Context(), "code_bytes", len(req.Code))
 
-	res, err := h.opts.Runner.Run(r.Context(), req)
-	if err != nil {
-		writeError(w, r, err)
-		return
+	// Code that cannot parse or breaks the policy is answered without a
+	// container. The harness checks again inside the sandbox, so when the
+	// validator is unavailable the execution simply goes ahead.
+	res, rejected := h.precheck(r, req.Code)
+	if !rejected {
+		res, err = h.opts.Runner.Run(r.Context(), req)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 	}
 	addLogField(r.Context(), "outcome", res.Status)
 	addLogField(r.Context(), "exec_ms", res.ExecutionTime.Milliseconds())
@@ -108,8 +111,8 @@ func (h *handler) toRunRequest(b executeRequest) (runner.Request, error) {
 		return runner.Request{}, unprocessable("missing_code", `field "code" is required`)
 	}
 	code := *b.Code
-	if err := checkSource(code); err != nil {
-		return runner.Request{}, err
+	if vs := policy.CheckSource(code, policy.MaxCodeBytes); len(vs) > 0 {
+		return runner.Request{}, invalidCode(vs)
 	}
 	timeout := h.opts.DefaultTimeout
 	if b.Timeout != nil {
@@ -131,17 +134,50 @@ func (h *handler) toRunRequest(b executeRequest) (runner.Request, error) {
 	return runner.Request{Code: code, Timeout: timeout, Options: opts}, nil
 }
 
-// checkSource applies the size and encoding rules to code.
-func checkSource(code string) error {
-	switch {
-	case strings.TrimSpace(code) == "":
-		return unprocessable("empty_code", "code is empty")
-	case len(code) > maxCodeBytes:
-		return unprocessable("code_too_large", fmt.Sprintf("code is %d bytes; the limit is %d", len(code), maxCodeBytes))
-	case !utf8.ValidString(code):
-		return unprocessable("invalid_utf8", "code is not valid UTF-8")
-	case strings.ContainsRune(code, 0):
-		return unprocessable("nul_byte", "code contains a NUL byte")
+// invalidCode is the 422 for code that fails policy.CheckSource.
+func invalidCode(vs []policy.Violation) *apiError {
+	return &apiError{
+		Status:     http.StatusUnprocessableEntity,
+		Code:       "invalid_code",
+		Message:    policy.Violations(vs).Error(),
+		Violations: vs,
 	}
-	return nil
+}
+
+// precheck validates code without running it. It returns a finished
+// Result and true when the code must not run.
+func (h *handler) precheck(r *http.Request, code string) (runner.Result, bool) {
+	start := time.Now()
+	v, err := h.opts.Runner.Validate(r.Context(), code)
+	if err != nil {
+		logctx.From(r.Context()).WithError(err).Warn("pre-check unavailable; the sandbox will check")
+		return runner.Result{}, false
+	}
+	if v.Valid {
+		return runner.Result{}, false
+	}
+	first := v.Errors[0]
+	typ := "PolicyViolation"
+	if first.Rule == policy.RuleSyntax {
+		typ = "SyntaxError"
+	}
+	line, col := first.Line, first.Column
+	res := runner.Result{
+		Status:        runner.StatusError,
+		ExecutionTime: time.Since(start),
+		Outputs:       runner.Outputs{Charts: []runner.Chart{}, DataFrames: []runner.DataFrame{}, Variables: map[string]runner.Variable{}},
+		Error: &runner.ExecError{
+			Type:      typ,
+			Message:   first.Message,
+			Traceback: policy.Violations(v.Errors).Error(),
+			Line:      &line,
+			Column:    &col,
+		},
+		Violations: v.Errors,
+		Flavor:     "validator",
+	}
+	if typ == "SyntaxError" {
+		res.Violations = nil
+	}
+	return res, true
 }

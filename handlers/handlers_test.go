@@ -24,6 +24,16 @@ type fakeRunner struct {
 	last  runner.Request
 	res   runner.Result
 	err   error
+	// validation is what Validate answers; the zero value means valid.
+	validation  *runner.Validation
+	validateErr error
+}
+
+func (f *fakeRunner) Validate(ctx context.Context, code string) (runner.Validation, error) {
+	if f.validation != nil {
+		return *f.validation, f.validateErr
+	}
+	return runner.Validation{Valid: true}, f.validateErr
 }
 
 func (f *fakeRunner) Run(ctx context.Context, req runner.Request) (runner.Result, error) {
@@ -65,9 +75,9 @@ func TestExecuteRejectsBadInput(t *testing.T) {
 		{"wrong timeout type", "application/json", `{"code":"print(1)","timeout":"10"}`, 422, "invalid_field"},
 		{"unknown field", "application/json", `{"code":"print(1)","cmd":"ls"}`, 422, "unknown_field"},
 		{"missing code", "application/json", `{"timeout": 3}`, 422, "missing_code"},
-		{"empty code", "application/json", `{"code":"   \n"}`, 422, "empty_code"},
-		{"code too large", "application/json", `{"code":"` + big + `"}`, 422, "code_too_large"},
-		{"nul byte", "application/json", `{"code":"print(1)\u0000"}`, 422, "nul_byte"},
+		{"empty code", "application/json", `{"code":"   \n"}`, 422, "invalid_code"},
+		{"code too large", "application/json", `{"code":"` + big + `"}`, 422, "invalid_code"},
+		{"nul byte", "application/json", `{"code":"print(1)\u0000"}`, 422, "invalid_code"},
 		{"invalid utf8", "application/json", "{\"code\":\"print('\xff')\"}", 400, "invalid_utf8"},
 		{"timeout zero", "application/json", `{"code":"print(1)","timeout":0}`, 422, "invalid_timeout"},
 		{"timeout negative", "application/json", `{"code":"print(1)","timeout":-1}`, 422, "invalid_timeout"},

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 
+	"github.com/pyexec/pyexec/handlers/docs"
 	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/runner"
 )
@@ -18,6 +19,7 @@ import (
 // Executor runs code; *runner.Runner implements it.
 type Executor interface {
 	Run(ctx context.Context, req runner.Request) (runner.Result, error)
+	Validate(ctx context.Context, code string) (runner.Validation, error)
 	Stats() runner.Stats
 	Ping(ctx context.Context) error
 }
@@ -42,14 +44,19 @@ func New(o Options) http.Handler {
 	}
 	h := &handler{opts: o}
 	r := mux.NewRouter()
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	// mux does not run middleware for these two; wrap them by hand.
+	r.NotFoundHandler = h.middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, req, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
-	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	}))
+	r.MethodNotAllowedHandler = h.middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, req, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
-	})
+	}))
 	r.HandleFunc("/execute", h.execute).Methods(http.MethodPost)
+	r.HandleFunc("/validate", h.validate).Methods(http.MethodPost)
+	r.HandleFunc("/templates", h.templates).Methods(http.MethodGet)
+	r.HandleFunc("/templates/{id}", h.template).Methods(http.MethodGet)
 	r.HandleFunc("/health", h.health).Methods(http.MethodGet)
+	docs.Register(r)
 	r.Use(h.middleware)
 	return r
 }

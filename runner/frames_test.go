@@ -60,7 +60,7 @@ func TestSandboxSpecIsHardened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := r.sandboxSpec(roleExec, FlavorData)
+	sp := r.sandboxSpec(roleExec, FlavorData, nil)
 	c, h := sp.config, sp.host
 	checks := map[string]bool{
 		"network none":          h.NetworkMode == "none" && c.NetworkDisabled,

@@ -19,7 +19,10 @@ type spec struct {
 
 // sandboxSpec builds the hardened container configuration. It is the one
 // place that says what a sandbox may do; tests check it field by field.
-func (r *Runner) sandboxSpec(role, flavor string) spec {
+//
+// entrypoint overrides the image's (the harness) when not nil; the validator
+// uses it to run the parse-only process.
+func (r *Runner) sandboxSpec(role, flavor string, entrypoint []string) spec {
 	o := r.opts
 	cfg := &container.Config{
 		Image:           o.Image,
@@ -33,7 +36,8 @@ func (r *Runner) sandboxSpec(role, flavor string) spec {
 		OpenStdin:       true,
 		StdinOnce:       true,
 		// Only what the harness needs: nothing from the host's environment.
-		Env: []string{"PYEXEC_PRELOAD=" + flavor},
+		Env:        []string{"PYEXEC_PRELOAD=" + flavor},
+		Entrypoint: entrypoint,
 		Labels: map[string]string{
 			LabelManaged:  "1",
 			LabelOwner:    o.Owner,

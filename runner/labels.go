@@ -17,7 +17,10 @@ const (
 )
 
 const (
+	// roleExec marks a container created for a waiting request.
 	roleExec = "exec"
+	// roleWarm marks a container created ahead of demand for the pool.
+	roleWarm = "warm"
 )
 
 // Log field keys.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner/seccomp"
 )
 
@@ -31,10 +32,20 @@ type Options struct {
 	// empty means pyexec's own profile (package runner/seccomp).
 	SeccompProfile []byte
 
+	// Policy is the language policy sent with every execution and
+	// validation; nil turns the language layer off (POLICY=off): the
+	// container alone restricts the code.
+	Policy *policy.Rules
+
 	// MaxWorkers is how many executions run at once.
 	MaxWorkers int
 	// MaxQueue is how many more wait for a worker before ErrBusy.
 	MaxQueue int
+	// PoolSize is how many ready containers the warm pool keeps (0: none,
+	// every execution starts its container on the request path).
+	PoolSize int
+	// PoolMaxAge retires idle pooled containers older than this.
+	PoolMaxAge time.Duration
 
 	// KillGrace is how long past the timeout the runner waits for the
 	// harness's own timeout report before killing the container.
@@ -58,6 +69,7 @@ const (
 	DefaultKillGrace       = 500 * time.Millisecond
 	DefaultStartTimeout    = 60 * time.Second
 	DefaultCleanupTimeout  = 30 * time.Second
+	DefaultPoolMaxAge      = 10 * time.Minute
 )
 
 func (o Options) withDefaults() (Options, error) {
@@ -93,6 +105,7 @@ func (o Options) withDefaults() (Options, error) {
 	defDur(&o.KillGrace, DefaultKillGrace)
 	defDur(&o.StartTimeout, DefaultStartTimeout)
 	defDur(&o.CleanupTimeout, DefaultCleanupTimeout)
+	defDur(&o.PoolMaxAge, DefaultPoolMaxAge)
 	if len(o.SeccompProfile) == 0 {
 		p, err := seccomp.Profile()
 		if err != nil {
@@ -103,8 +116,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MemoryBytes < 64<<20 {
 		return o, fmt.Errorf("runner: memory limit %d below 64 MiB", o.MemoryBytes)
 	}
-	if o.MaxWorkers < 0 || o.MaxQueue < 0 {
-		return o, errors.New("runner: negative worker or queue size")
+	if o.MaxWorkers < 0 || o.MaxQueue < 0 || o.PoolSize < 0 {
+		return o, errors.New("runner: negative worker, queue or pool size")
 	}
 	return o, nil
 }

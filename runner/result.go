@@ -3,6 +3,8 @@ package runner
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/pyexec/pyexec/policy"
 )
 
 // Status values of a Result: how the user's code ended. None of them is a
@@ -21,9 +23,6 @@ type Request struct {
 	// Timeout bounds the run of the code; the container is killed from
 	// outside shortly after it.
 	Timeout time.Duration
-	// Policy is the language policy the harness enforces before running the
-	// code (JSON, from package policy), or nil for none.
-	Policy json.RawMessage
 	// Options tune the rich outputs (chart format, caps); passed through.
 	Options map[string]any
 }
@@ -43,11 +42,14 @@ type Result struct {
 	StdoutBytes     int64
 	StderrBytes     int64
 	Error           *ExecError
-	Violations      []Violation
-	Outputs         Outputs
-	Resources       Resources
+	// Violations lists the policy rules the code broke (nothing ran then).
+	Violations []policy.Violation
+	Outputs    Outputs
+	Resources  Resources
 	// Flavor is the kind of sandbox that ran the code ("none" or "data").
 	Flavor string
+	// Warm says the sandbox came ready from the pool.
+	Warm bool
 }
 
 // ExecError describes how the user's code failed.
@@ -57,14 +59,6 @@ type ExecError struct {
 	Traceback string `json:"traceback"`
 	Line      *int   `json:"line"`
 	Column    *int   `json:"column"`
-}
-
-// Violation is one policy violation the harness found before running code.
-type Violation struct {
-	Line    int    `json:"line"`
-	Column  int    `json:"column"`
-	Rule    string `json:"rule"`
-	Message string `json:"message"`
 }
 
 // Resources is what the execution used, as the sandbox measured it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -64,6 +65,20 @@ type Runner struct {
 	// (stream readers, removals); those start only inside a counted Run.
 	wg      sync.WaitGroup
 	metrics counters
+
+	// policyJSON is Options.Policy as sent to the harness (nil: off).
+	policyJSON json.RawMessage
+	// validator is the long-lived parse-only process behind Validate.
+	validator validator
+
+	// pendingRemovals counts discards not finished yet.
+	pendingRemovals atomic.Int64
+
+	// pool is nil when Options.PoolSize is 0.
+	pool *pool
+	// stopPool ends the pool's loop; poolWG counts its goroutines.
+	stopPool context.CancelFunc
+	poolWG   sync.WaitGroup
 }
 
 // counters are cheap always-on figures shown by /health.
@@ -84,6 +99,8 @@ type Stats struct {
 	ContainersCreated int64  `json:"containers_created"`
 	ContainersRemoved int64  `json:"containers_removed"`
 	Executions        int64  `json:"executions"`
+	// Pool is nil when there is no warm pool.
+	Pool *PoolStats `json:"pool"`
 }
 
 // New returns a Runner. It does not touch the engine; call Reap at start.
@@ -96,12 +113,35 @@ func New(cli Engine, opts Options) (*Runner, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("boot id: %w", err)
 	}
-	return &Runner{
+	r := &Runner{
 		cli:      cli,
 		opts:     o,
 		instance: hex.EncodeToString(b[:]),
 		slots:    make(chan struct{}, o.MaxWorkers),
-	}, nil
+	}
+	if o.PoolSize > 0 {
+		r.pool = newPool(r, o.PoolSize)
+	}
+	if o.Policy != nil {
+		if r.policyJSON, err = json.Marshal(o.Policy); err != nil {
+			return nil, fmt.Errorf("runner: encode policy: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Start starts the warm pool's refill loop (if there is a pool); it runs
+// until Close. ctx carries the logger; its end also stops the loop.
+func (r *Runner) Start(ctx context.Context) {
+	if r.pool == nil {
+		return
+	}
+	ctx, r.stopPool = context.WithCancel(ctx)
+	r.poolWG.Add(1)
+	go func() {
+		defer r.poolWG.Done()
+		r.pool.loop(ctx, &r.poolWG)
+	}()
 }
 
 // Options returns the options in force, defaults applied.
@@ -118,7 +158,16 @@ func (r *Runner) Stats() Stats {
 		ContainersCreated: r.metrics.created.Load(),
 		ContainersRemoved: r.metrics.removed.Load(),
 		Executions:        r.metrics.completed.Load(),
+		Pool:              r.poolStats(),
 	}
+}
+
+func (r *Runner) poolStats() *PoolStats {
+	if r.pool == nil {
+		return nil
+	}
+	s := r.pool.stats()
+	return &s
 }
 
 // Run executes one request in a fresh container and returns what it produced.
@@ -144,12 +193,20 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	flavor := FlavorFor(req.Code)
 	log := logctx.From(ctx).WithField(logFlavor, flavor)
 	t0 := time.Now()
-	sb, err := r.prepare(ctx, roleExec, flavor)
-	if err != nil {
-		return Result{}, err
+	var sb *sandbox
+	if r.pool != nil {
+		sb = r.pool.take(flavor)
+	}
+	if sb != nil {
+		sb.warm = true
+	} else {
+		sb, err = r.prepare(ctx, roleExec, flavor)
+		if err != nil {
+			return Result{}, err
+		}
 	}
 	defer r.discard(ctx, sb)
-	log.WithFields(logrus.Fields{logContainerID: shortID(sb.id), logDurationMS: ms(time.Since(t0))}).
+	log.WithFields(logrus.Fields{logContainerID: shortID(sb.id), logDurationMS: ms(time.Since(t0)), "warm": sb.warm}).
 		Debug("sandbox ready")
 	res, err := r.exec(ctx, sb, req)
 	if err == nil {
@@ -195,8 +252,10 @@ func (r *Runner) acquire(ctx context.Context) (func(), error) {
 // background; Close waits for it.
 func (r *Runner) discard(ctx context.Context, sb *sandbox) {
 	r.wg.Add(1)
+	r.pendingRemovals.Add(1)
 	go func() {
 		defer r.wg.Done()
+		defer r.pendingRemovals.Add(-1)
 		cctx, cancel := r.cleanupContext(ctx)
 		defer cancel()
 		r.remove(cctx, sb.id)
@@ -270,10 +329,19 @@ func (r *Runner) Reap(ctx context.Context) (int, error) {
 // started to be removed, or for ctx to end.
 func (r *Runner) Close(ctx context.Context) error {
 	r.mu.Lock()
+	already := r.closed
 	r.closed = true
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
+		if r.pool != nil && !already {
+			if r.stopPool != nil {
+				r.stopPool()
+			}
+			r.poolWG.Wait() // no fill or janitor runs past here
+			r.pool.drain()
+		}
+		r.validator.close(r)
 		r.wg.Wait()
 		close(done)
 	}()
@@ -285,8 +353,13 @@ func (r *Runner) Close(ctx context.Context) error {
 	}
 }
 
-// Wait blocks until background removals started so far have finished.
-func (r *Runner) Wait() { r.wg.Wait() }
+// Wait blocks until no container removal is pending (for tests and
+// benchmarks that count containers).
+func (r *Runner) Wait() {
+	for r.pendingRemovals.Load() > 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
 
 // Ping checks that the engine answers and the image is present.
 func (r *Runner) Ping(ctx context.Context) error {

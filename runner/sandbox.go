@@ -13,6 +13,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/sirupsen/logrus"
+
+	"github.com/pyexec/pyexec/policy"
 )
 
 // maxStderrBytes bounds what is kept of the supervisor's own stderr (it only
@@ -25,6 +27,10 @@ type sandbox struct {
 	id     string
 	flavor string
 	ready  readyInfo
+	// readyAt is when the sandbox entered the pool (zero if cold).
+	readyAt time.Time
+	// warm says the sandbox came from the pool.
+	warm bool
 
 	conn   types.HijackedResponse
 	frames chan frameOrErr
@@ -40,6 +46,20 @@ type readyInfo struct {
 	Preload   string            `json:"preload"`
 	PreloadMS float64           `json:"preload_ms"`
 	Versions  map[string]string `json:"versions"`
+	// MemoryBytes is the container's memory use once ready.
+	MemoryBytes int64 `json:"memory_bytes"`
+}
+
+// alive reports whether an idle sandbox's stream is still open and silent.
+// A ready harness writes nothing until it gets code, so anything on the
+// channel (end of stream, error, stray frame) means it cannot be used.
+func (sb *sandbox) alive() bool {
+	select {
+	case <-sb.frames:
+		return false
+	default:
+		return true
+	}
 }
 
 type frameOrErr struct {
@@ -64,29 +84,34 @@ type wireLimits struct {
 
 // wireResult is the supervisor's "result" frame (trusted fields).
 type wireResult struct {
-	Status          string      `json:"status"`
-	Stdout          string      `json:"stdout"`
-	Stderr          string      `json:"stderr"`
-	StdoutTruncated bool        `json:"stdout_truncated"`
-	StderrTruncated bool        `json:"stderr_truncated"`
-	StdoutBytes     int64       `json:"stdout_bytes"`
-	StderrBytes     int64       `json:"stderr_bytes"`
-	ExecutionTimeMS float64     `json:"execution_time_ms"`
-	CPUTimeMS       *float64    `json:"cpu_time_ms"`
-	PeakMemoryBytes *int64      `json:"peak_memory_bytes"`
-	OOMKilled       bool        `json:"oom_killed"`
-	OutputsTrunc    bool        `json:"outputs_truncated"`
-	Error           *ExecError  `json:"error"`
-	Violations      []Violation `json:"violations"`
+	Status          string             `json:"status"`
+	Stdout          string             `json:"stdout"`
+	Stderr          string             `json:"stderr"`
+	StdoutTruncated bool               `json:"stdout_truncated"`
+	StderrTruncated bool               `json:"stderr_truncated"`
+	StdoutBytes     int64              `json:"stdout_bytes"`
+	StderrBytes     int64              `json:"stderr_bytes"`
+	ExecutionTimeMS float64            `json:"execution_time_ms"`
+	CPUTimeMS       *float64           `json:"cpu_time_ms"`
+	PeakMemoryBytes *int64             `json:"peak_memory_bytes"`
+	OOMKilled       bool               `json:"oom_killed"`
+	OutputsTrunc    bool               `json:"outputs_truncated"`
+	Error           *ExecError         `json:"error"`
+	Violations      []policy.Violation `json:"violations"`
 }
 
 // prepare creates, attaches and starts a container and waits until its
 // harness reports ready. On error nothing is left behind.
-func (r *Runner) prepare(ctx context.Context, role, flavor string) (_ *sandbox, retErr error) {
+func (r *Runner) prepare(ctx context.Context, role, flavor string) (*sandbox, error) {
+	return r.prepareWith(ctx, role, flavor, nil)
+}
+
+// prepareWith is prepare with the image's entrypoint replaced (if not nil).
+func (r *Runner) prepareWith(ctx context.Context, role, flavor string, entrypoint []string) (_ *sandbox, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
 	defer cancel()
 
-	sp := r.sandboxSpec(role, flavor)
+	sp := r.sandboxSpec(role, flavor, entrypoint)
 	resp, err := r.cli.ContainerCreate(ctx, sp.config, sp.host, sp.network, nil, "")
 	if err != nil {
 		return nil, r.classify(fmt.Errorf("create container: %w", err))
@@ -184,7 +209,7 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 	line, err := json.Marshal(wireRequest{
 		Code:    req.Code,
 		Timeout: req.Timeout.Seconds(),
-		Policy:  req.Policy,
+		Policy:  r.policyJSON,
 		Options: req.Options,
 		Limits: wireLimits{
 			StdoutBytes:  r.opts.MaxStreamBytes,
@@ -203,7 +228,7 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 
 	timer := time.NewTimer(req.Timeout + r.opts.KillGrace)
 	defer timer.Stop()
-	res := Result{Flavor: sb.flavor, Outputs: emptyOutputs()}
+	res := Result{Flavor: sb.flavor, Warm: sb.warm, Outputs: emptyOutputs()}
 	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
 	gotResult := false
 	for {

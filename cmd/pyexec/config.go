@@ -11,6 +11,8 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
+
+	"github.com/pyexec/pyexec/policy"
 )
 
 // Config is the service's settings, read once from the environment.
@@ -30,6 +32,8 @@ import (
 //	IMAGE_REPOSITORY     name      pyexec-python  repository of the analytics image
 //	SERVICE_ID           name      hostname       owner label; replicas sharing an engine differ
 //	BUILD_IMAGE          bool      true           build the analytics image at start when missing
+//	POOL_SIZE            int       MAX_WORKERS    ready containers kept warm (0: none)
+//	POLICY               mode      strict         strict: language policy on; off: the container alone
 type Config struct {
 	Port            int
 	MaxWorkers      int
@@ -45,6 +49,8 @@ type Config struct {
 	ImageRepository string
 	ServiceID       string
 	BuildImage      bool
+	PoolSize        int
+	Policy          policy.Mode
 }
 
 // loadConfig parses the environment. A malformed value is an error naming
@@ -67,7 +73,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		ImageRepository: p.str("IMAGE_REPOSITORY", "pyexec-python"),
 		ServiceID:       p.str("SERVICE_ID", host),
 		BuildImage:      p.bool("BUILD_IMAGE", true),
+		Policy:          p.mode("POLICY", policy.ModeStrict),
 	}
+	c.PoolSize = int(p.int("POOL_SIZE", int64(c.MaxWorkers), 0, 1024))
 	if p.err == nil && c.Timeout > c.MaxTimeout {
 		p.err = fmt.Errorf("TIMEOUT_SECONDS (%v) must not exceed MAX_TIMEOUT_SECONDS (%v)", c.Timeout, c.MaxTimeout)
 	}
@@ -163,6 +171,19 @@ func (p *parser) level(name string, def logrus.Level) logrus.Level {
 	return l
 }
 
+func (p *parser) mode(name string, def policy.Mode) policy.Mode {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	m, err := policy.ParseMode(v)
+	if err != nil {
+		p.fail(name, v, "want strict or off")
+		return def
+	}
+	return m
+}
+
 func (p *parser) bool(name string, def bool) bool {
 	v := strings.TrimSpace(p.getenv(name))
 	if v == "" {
@@ -192,5 +213,7 @@ func (c Config) fields() map[string]any {
 		"max_output_bytes":    c.MaxOutputBytes,
 		"image_repository":    c.ImageRepository,
 		"service_id":          c.ServiceID,
+		"pool_size":           c.PoolSize,
+		"policy":              string(c.Policy),
 	}
 }

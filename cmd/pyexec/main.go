@@ -25,6 +25,7 @@ import (
 
 	"github.com/pyexec/pyexec/handlers"
 	"github.com/pyexec/pyexec/images"
+	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
 
@@ -70,7 +71,14 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		return nil
 	}
 
+	var rules *policy.Rules
+	if cfg.Policy == policy.ModeStrict {
+		d := policy.Default()
+		rules = &d
+	}
 	rn, err := runner.New(cli, runner.Options{
+		Policy:         rules,
+		PoolSize:       cfg.PoolSize,
 		Image:          builder.Tag(),
 		Owner:          cfg.ServiceID,
 		MemoryBytes:    cfg.MemoryBytes,
@@ -92,18 +100,27 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		log.WithField("containers", n).Warn("removed containers left by an earlier run")
 	}
 
+	// The pool starts once the image is there (built now or already).
 	var building atomic.Bool
 	var buildErr atomic.Value // string
-	if cfg.BuildImage {
-		building.Store(true)
-		go func() {
-			defer building.Store(false)
-			if _, err := builder.Ensure(ctx); err != nil && ctx.Err() == nil {
+	building.Store(true)
+	go func() {
+		defer building.Store(false)
+		var err error
+		if cfg.BuildImage {
+			_, err = builder.Ensure(ctx)
+		} else {
+			err = waitForImage(ctx, builder)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
 				buildErr.Store(err.Error())
-				log.WithError(err).Error("analytics image build failed")
+				log.WithError(err).Error("analytics image unavailable")
 			}
-		}()
-	}
+			return
+		}
+		rn.Start(ctx)
+	}()
 
 	health := func(ctx context.Context) handlers.Health {
 		var h handlers.Health
@@ -163,4 +180,23 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// waitForImage waits until another replica or an operator has built the
+// image (BUILD_IMAGE=false).
+func waitForImage(ctx context.Context, b *images.Builder) error {
+	for {
+		ok, err := b.Present(ctx)
+		if ok {
+			return nil
+		}
+		if err != nil && ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }

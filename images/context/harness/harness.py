@@ -147,6 +147,17 @@ def oom_kills():
     return _kv(v2, "oom_kill") or 0
 
 
+def memory_usage():
+    """Current memory use of the whole container in bytes, or None."""
+    text = _read_first(
+        ["/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory.current"]
+    )
+    try:
+        return int(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
 def peak_memory():
     """Peak memory use of the whole container in bytes, or None."""
     text = _read_first(
@@ -272,6 +283,30 @@ def clean_error(err):
     return out
 
 
+MAX_VIOLATIONS = 100
+
+
+def clean_violations(report):
+    """The policy violations of the child's report (runner_child.py), bounded
+    and type-checked like clean_error; [] when there are none."""
+    raw = report.get("violations") if isinstance(report, dict) else None
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for item in raw[:MAX_VIOLATIONS]:
+        if not isinstance(item, dict):
+            continue
+        v = {}
+        for key, cap in (("rule", 64), ("message", 1000)):
+            val = item.get(key)
+            v[key] = val[:cap] if isinstance(val, str) else ""
+        for key in ("line", "column"):
+            val = item.get(key)
+            v[key] = val if isinstance(val, int) and not isinstance(val, bool) else None
+        out.append(v)
+    return out
+
+
 def supervise(request):
     limits = request.get("limits") or {}
     timeout = float(request.get("timeout") or 30)
@@ -380,6 +415,7 @@ def supervise(request):
         "outputs_truncated": reports.overflow,
     }
     result.update(decide_status(timed_out, wait_status, report, oom, timeout))
+    result["violations"] = clean_violations(report)
     return result, msgs.get("outputs") if not reports.overflow else None
 
 
@@ -467,6 +503,7 @@ def main():
                 "preload": mode,
                 "preload_ms": round((time.monotonic() - t0) * 1000, 3),
                 "versions": library_versions(),
+                "memory_bytes": memory_usage(),
             }
         ),
     )

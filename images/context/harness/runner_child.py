@@ -15,6 +15,7 @@ import signal
 import sys
 import traceback
 
+import checker
 import outputs
 
 CODE_FILENAME = "<code>"
@@ -132,7 +133,54 @@ def run_user_code(code, namespace):
         return describe_error(exc), NO_VALUE
 
 
+# ---------------------------------------------------------------- policy
+# The language policy (Go: pyexec/policy, checked by checker.py) runs before
+# any of the user's code; a violation is reported like an error and nothing
+# else happens.
+
+
+def policy_violations(request):
+    """The checker's errors for the request's code; [] without a policy."""
+    policy = request.get("policy")
+    if not isinstance(policy, dict):
+        return []
+    return checker.check(request["code"], policy)
+
+
+def policy_error(violations):
+    first = violations[0]
+    message = first["message"]
+    if len(violations) > 1:
+        more = len(violations) - 1
+        message += " (and %d more policy violation%s)" % (more, "" if more == 1 else "s")
+    return {
+        "type": "PolicyViolation",
+        "message": message,
+        "traceback": "\n".join(
+            checker.format_error(v) for v in violations[: checker.MAX_REPORTED]
+        ),
+        "line": first["line"],
+        "column": first["column"],
+    }
+
+
+def report_policy_violations(res_w, violations):
+    report = {
+        "error": policy_error(violations),
+        "violations": violations[: checker.MAX_REPORTED],
+    }
+    _send(res_w, "report", json.dumps(report, ensure_ascii=False).encode("utf-8", "replace"))
+    _send(res_w, "outputs", json.dumps(outputs.empty()).encode("utf-8"))
+
+
+# ---------------------------------------------------------------- run
+
+
 def run(request, res_w):
+    violations = policy_violations(request)
+    if violations:
+        report_policy_violations(res_w, violations)
+        return
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

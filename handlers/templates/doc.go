@@ -1,0 +1,15 @@
+// Package templates holds the code templates served by GET /templates: small,
+// self-contained Python programs that show what the service can do (charts
+// with matplotlib, plotly and seaborn, pandas tables, numpy statistics).
+//
+// Each template's code is a file under code/, embedded in the binary, so the
+// files can be run and linted as ordinary Python. Every template generates its
+// data in code with a fixed seed (no files, no network), passes the strict
+// language policy (policy.Default) and runs in a few seconds in the image.
+//
+// To add a template: add code/<id>.py and one entry to the table in
+// templates.go; the tests check that the two stay in step.
+//
+// The package only reads embedded data. All, ByID and the values they return
+// are safe for concurrent use.
+package templates

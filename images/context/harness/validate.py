@@ -1,0 +1,134 @@
+"""pyexec validator: answers POST /validate without ever running code.
+
+    python3 -I -B /opt/pyexec/validate.py
+
+A long-lived process. It writes one "ready" frame, then reads request lines
+from stdin until EOF and answers each with exactly one frame on stdout, in
+order, in harness.py's framing: b"PYEXEC1 <kind> <length>\\n" + JSON + b"\\n".
+
+  ready frame       {"ready": true, "python": "3.13.5", "max_request_bytes": N}
+  request (a line)  {"id": <any JSON scalar>, "code": str, "policy": {...} | null}
+  validation frame  {"id": <the request's id>, "valid": bool, "errors": [...]}
+
+errors are checker.py's dicts {"line", "column", "rule", "message"}, sorted by
+position, at most checker.MAX_REPORTED of them; valid is true only when there
+are none. With "policy" null only the source checks (empty, NUL bytes, lone
+surrogates) and syntax errors are reported; with a policy (policy.Rules in Go)
+the language policy as well.
+
+The code is only parsed (ast.parse, i.e. compile(..., flags=PyCF_ONLY_AST))
+and walked; it is never compiled to bytecode nor executed. Hostile input
+(huge nesting, garbage, NUL bytes, malformed JSON, over-long lines) gets an
+answer, never a crash: anything unexpected is answered valid=false with rule
+"internal" (or "size" for an over-long line). A blank line is ignored.
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+
+HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Code is at most 50 KiB (policy.MaxCodeBytes); JSON escaping can grow it six
+# times (\u0000), plus the policy.
+MAX_REQUEST_BYTES = 1 << 20
+MAX_ID_CHARS = 200
+
+
+def dumps(obj):
+    # ASCII-only: a lone surrogate in an id or message cannot break encoding.
+    return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def answer(req_id, errors):
+    return dumps({"id": req_id, "valid": not errors, "errors": errors})
+
+
+def internal(message, rule="internal"):
+    return [{"line": None, "column": None, "rule": rule, "message": message}]
+
+
+def request_id(req):
+    """The id to echo: a string (capped), a number, a bool or null."""
+    rid = req.get("id")
+    if isinstance(rid, str):
+        return rid[:MAX_ID_CHARS]
+    if isinstance(rid, float):
+        return rid if math.isfinite(rid) else None
+    if rid is None or isinstance(rid, (bool, int)):
+        return rid
+    return None
+
+
+def handle(line, checker):
+    """One request line -> the validation frame's JSON text."""
+    req_id = None
+    try:
+        try:
+            req = json.loads(line)
+        except RecursionError:
+            return answer(None, internal("request JSON is nested too deeply"))
+        except ValueError:  # includes bytes that are not UTF-8
+            return answer(None, internal("request is not valid JSON"))
+        if not isinstance(req, dict):
+            return answer(None, internal("request must be a JSON object"))
+        req_id = request_id(req)
+        code = req.get("code")
+        if not isinstance(code, str):
+            return answer(req_id, internal("request has no code string"))
+        policy = req.get("policy")
+        if policy is not None and not isinstance(policy, dict):
+            return answer(req_id, internal("policy must be an object or null"))
+        errors = checker.check(code, policy)
+        return answer(req_id, errors[: checker.MAX_REPORTED])
+    except Exception as exc:  # includes RecursionError/MemoryError in json.loads
+        return answer(req_id, internal("validator failed: %s" % type(exc).__name__))
+
+
+def skip_rest_of_line(stdin):
+    while True:
+        chunk = stdin.readline(1 << 20)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.path.insert(0, HARNESS_DIR)
+    import checker
+    from harness import write_frame
+
+    write_frame(
+        "ready",
+        dumps(
+            {
+                "ready": True,
+                "python": sys.version.split()[0],
+                "max_request_bytes": MAX_REQUEST_BYTES,
+            }
+        ),
+    )
+    stdin = sys.stdin.buffer
+    while True:
+        line = stdin.readline(MAX_REQUEST_BYTES + 1)
+        if not line:
+            return 0
+        if len(line) > MAX_REQUEST_BYTES and not line.endswith(b"\n"):
+            skip_rest_of_line(stdin)
+            text = answer(
+                None, internal("request is larger than %d bytes" % MAX_REQUEST_BYTES, "size")
+            )
+        elif not line.strip():
+            continue
+        else:
+            text = handle(line, checker)
+        write_frame("validation", text)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (KeyboardInterrupt, BrokenPipeError):
+        sys.exit(0)
