@@ -11,7 +11,7 @@ export GOFLAGS ?= -mod=mod
 BIN := bin
 PORT ?= 8000
 
-.PHONY: all setup engine base image build run test test-short bench vet fmt clean
+.PHONY: all setup engine base image build run test test-short fuzz bench compose-smoke docs-screenshot vet fmt clean
 
 all: build
 
@@ -38,6 +38,15 @@ test: setup
 
 test-short:
 	go test -race -short ./...
+
+# Fuzz the request decoder/validator and the harness frame reader.
+fuzz:
+	go test -run XXX -fuzz FuzzExecuteRequest -fuzztime 60s ./handlers/
+	go test -run XXX -fuzz FuzzFrameReader -fuzztime 60s ./runner/
+
+# The three-replica deployment behind nginx, brought up, checked, torn down.
+compose-smoke: setup
+	bash compose/smoke.sh
 
 vet:
 	go vet ./...

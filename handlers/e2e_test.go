@@ -12,21 +12,29 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
+	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
 
-// realServer serves the real router over the real runner and engine.
-func realServer(t *testing.T) (*httptest.Server, *runner.Runner) {
+// realRouter is the real router over the real runner (language policy on,
+// a small warm pool) and engine; cleanup asserts no container remains.
+func realRouter(t *testing.T, mod func(*runner.Options)) (http.Handler, *runner.Runner) {
 	t.Helper()
 	cli := dockertest.Require(t)
 	owner := dockertest.Owner(t)
-	rn, err := runner.New(cli, runner.Options{Image: dockertest.Image(t, cli), Owner: owner})
+	rules := policy.Default()
+	opts := runner.Options{Image: dockertest.Image(t, cli), Owner: owner, Policy: &rules}
+	if mod != nil {
+		mod(&opts)
+	}
+	rn, err := runner.New(cli, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rn.Start(t.Context())
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
-	srv := httptest.NewServer(New(Options{
+	h := New(Options{
 		Runner: rn, Logger: log, DefaultTimeout: 30 * time.Second, MaxTimeout: 60 * time.Second,
 		Health: func(ctx context.Context) Health {
 			err := rn.Ping(ctx)
@@ -35,9 +43,8 @@ func realServer(t *testing.T) (*httptest.Server, *runner.Runner) {
 				Image:  ImageHealth{Tag: rn.Options().Image, Present: err == nil, Current: err == nil},
 			}
 		},
-	}))
+	})
 	t.Cleanup(func() {
-		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := rn.Close(ctx); err != nil {
@@ -45,6 +52,15 @@ func realServer(t *testing.T) (*httptest.Server, *runner.Runner) {
 		}
 		dockertest.AssertNoContainers(t, cli, owner)
 	})
+	return h, rn
+}
+
+// realServer serves realRouter over HTTP.
+func realServer(t *testing.T) (*httptest.Server, *runner.Runner) {
+	t.Helper()
+	h, rn := realRouter(t, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close) // runs before realRouter's cleanup
 	return srv, rn
 }
 

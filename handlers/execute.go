@@ -49,6 +49,8 @@ type resourcesBody struct {
 	// DurationMS is the whole request inside the service, queue included.
 	DurationMS float64 `json:"duration_ms"`
 	Sandbox    string  `json:"sandbox"`
+	// Warm says the container came ready from the pool.
+	Warm bool `json:"warm"`
 }
 
 func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
@@ -71,15 +73,28 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 	// container. The harness checks again inside the sandbox, so when the
 	// validator is unavailable the execution simply goes ahead.
 	res, rejected := h.precheck(r, req.Code)
+	outcome := outcomeRejected
 	if !rejected {
 		res, err = h.opts.Runner.Run(r.Context(), req)
 		if err != nil {
+			h.countExecution(outcomeFailed)
+			addLogField(r.Context(), "outcome", outcomeFailed)
 			writeError(w, r, err)
 			return
 		}
+		outcome = res.Status
 	}
-	addLogField(r.Context(), "outcome", res.Status)
+	h.countExecution(outcome)
+	addLogField(r.Context(), "outcome", outcome)
 	addLogField(r.Context(), "exec_ms", res.ExecutionTime.Milliseconds())
+	addLogField(r.Context(), "stdout_bytes", res.StdoutBytes)
+	addLogField(r.Context(), "stderr_bytes", res.StderrBytes)
+	if res.Image != "" {
+		// Which image ran the code, for operators following an image switch.
+		w.Header().Set("X-Sandbox-Image", res.Image)
+		addLogField(r.Context(), "image", res.Image)
+		addLogField(r.Context(), "warm", res.Warm)
+	}
 	resp := executeResponse{
 		Status:        res.Status,
 		ExecutionTime: res.ExecutionTime.Milliseconds(),
@@ -99,6 +114,7 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 			OOMKilled:        res.Resources.OOMKilled,
 			DurationMS:       float64(time.Since(start).Microseconds()) / 1000,
 			Sandbox:          res.Flavor,
+			Warm:             res.Warm,
 		},
 		RequestID: requestID(r.Context()),
 	}

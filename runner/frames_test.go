@@ -116,3 +116,25 @@ func TestFlavorFor(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFrameReader: whatever a container writes, the reader never panics,
+// never returns more than its cap, and ends with an error or EOF.
+func FuzzFrameReader(f *testing.F) {
+	f.Add([]byte("PYEXEC1 ready 2\n{}\nPYEXEC1 result 4\nnull\n"))
+	f.Add([]byte("PYEXEC1 result 99999999999999999999\n"))
+	f.Add([]byte("PYEXEC1  ready  2 \n{}\n"))
+	f.Add([]byte("\n\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr := newFrameReader(strings.NewReader(string(data)), 1024)
+		for i := 0; i < len(data)+1; i++ {
+			fm, err := fr.next()
+			if err != nil {
+				return
+			}
+			if len(fm.payload) > 1024 {
+				t.Fatalf("payload of %d bytes over the cap", len(fm.payload))
+			}
+		}
+		t.Fatal("reader did not end")
+	})
+}
