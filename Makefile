@@ -44,6 +44,16 @@ fuzz:
 	go test -run XXX -fuzz FuzzExecuteRequest -fuzztime 60s ./handlers/
 	go test -run XXX -fuzz FuzzFrameReader -fuzztime 60s ./runner/
 
+# Side-by-side benchmark: the service (warm pool) against a naive container
+# per execution, on this engine; prints p50/p95/p99, throughput and ratios.
+bench: setup
+	bash cmd/pyexec-bench/bench.sh $(BENCH_FLAGS)
+
+# Screenshots of /docs and /redoc in headless Chromium, from a service
+# started here on a free port (the pages use only embedded assets).
+docs-screenshot: build
+	bash handlers/docs/screenshot-service.sh out/docs
+
 # The three-replica deployment behind nginx, brought up, checked, torn down.
 compose-smoke: setup
 	bash compose/smoke.sh

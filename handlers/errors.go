@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/pyexec/pyexec/images"
 	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
@@ -56,7 +57,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, runner.ErrEngineDown):
 		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "engine_unavailable", Message: "the container engine is unavailable"}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
-	case errors.Is(err, runner.ErrNoImage):
+	case errors.Is(err, runner.ErrNoImage), errors.Is(err, images.ErrNoImage):
 		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "image_unavailable", Message: "the sandbox image is not ready"}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case errors.Is(err, runner.ErrClosed):
@@ -70,6 +71,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		logctx.From(r.Context()).WithError(err).Error("internal error")
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 	}
+	if ae.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pyexec admin"`)
+	}
+	countRejected(r.Context(), ae)
+	addLogField(r.Context(), "error_code", ae.Code)
 	writeJSON(w, ae.Status, errorBody{
 		Error:     errorDetail{Code: ae.Code, Message: ae.Message, Violations: ae.Violations},
 		RequestID: requestID(r.Context()),

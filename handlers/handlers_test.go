@@ -44,10 +44,12 @@ func (f *fakeRunner) Run(ctx context.Context, req runner.Request) (runner.Result
 func (f *fakeRunner) Stats() runner.Stats            { return runner.Stats{MaxWorkers: 4} }
 func (f *fakeRunner) Ping(ctx context.Context) error { return nil }
 
+const newTestMaxTimeout = 60 * time.Second
+
 func newTestRouter(f *fakeRunner) http.Handler {
 	log := logrus.New()
 	log.SetLevel(logrus.PanicLevel)
-	return New(Options{Runner: f, Logger: log, DefaultTimeout: 30 * time.Second, MaxTimeout: 60 * time.Second})
+	return New(Options{Runner: f, Logger: log, DefaultTimeout: 30 * time.Second, MaxTimeout: newTestMaxTimeout})
 }
 
 func do(h http.Handler, method, path, ctype, body string) *httptest.ResponseRecorder {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/handlers/docs"
@@ -35,14 +36,39 @@ type Options struct {
 	Health func(ctx context.Context) Health
 	// Settings are the settings in force, shown by GET /health.
 	Settings map[string]any
+
+	// Registerer receives the handlers' metrics (handlers/metrics.go) and
+	// Gatherer is served at GET /metrics; main passes its private registry
+	// as both. nil: no metrics, and /metrics answers 404.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+
+	// AdminToken enables the /admin endpoints for requests bearing it
+	// (Authorization: Bearer); empty: they answer 404. Images and Switcher
+	// are required with it.
+	AdminToken string
+	Images     ImageBuilder
+	Switcher   ImageSwitcher
+	// AllowedPackages are the extra Debian packages a rebuild may ask for.
+	AllowedPackages []string
+	// RebuildTimeout bounds one rebuild; 0 means DefaultRebuildTimeout.
+	RebuildTimeout time.Duration
 }
 
-// New returns the service's router.
+// New returns the service's router. It panics when the metrics cannot be
+// registered (registered twice) or AdminToken comes without Images and
+// Switcher: both are programmer errors.
 func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = logrus.StandardLogger()
 	}
-	h := &handler{opts: o}
+	if o.RebuildTimeout <= 0 {
+		o.RebuildTimeout = DefaultRebuildTimeout
+	}
+	h := &handler{opts: o, metrics: newMetrics()}
+	if o.Registerer != nil {
+		h.metrics.register(o.Registerer)
+	}
 	r := mux.NewRouter()
 	// mux does not run middleware for these two; wrap them by hand.
 	r.NotFoundHandler = h.middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -56,13 +82,27 @@ func New(o Options) http.Handler {
 	r.HandleFunc("/templates", h.templates).Methods(http.MethodGet)
 	r.HandleFunc("/templates/{id}", h.template).Methods(http.MethodGet)
 	r.HandleFunc("/health", h.health).Methods(http.MethodGet)
+	if o.Gatherer != nil {
+		r.Handle("/metrics", metricsHandler(o.Gatherer)).Methods(http.MethodGet)
+	}
+	if o.AdminToken != "" {
+		if o.Images == nil || o.Switcher == nil {
+			panic("handlers: AdminToken without Images and Switcher")
+		}
+		h.admin = newAdmin(o)
+		r.HandleFunc("/admin/images", h.requireToken(h.images)).Methods(http.MethodGet)
+		r.HandleFunc("/admin/images/rebuild", h.requireToken(h.rebuild)).Methods(http.MethodPost)
+	}
 	docs.Register(r)
 	r.Use(h.middleware)
 	return r
 }
 
 type handler struct {
-	opts Options
+	opts    Options
+	metrics *metrics
+	// admin is nil when the admin endpoints are off.
+	admin *admin
 }
 
 type ctxKey int
@@ -87,6 +127,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (the rebuild
+// extends its write deadline).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) Write(p []byte) (int, error) {
 	if s.status == 0 {
@@ -114,6 +158,7 @@ func (h *handler) middleware(next http.Handler) http.Handler {
 		ctx = logctx.With(ctx, entry)
 		extra := logrus.Fields{}
 		ctx = context.WithValue(ctx, logFieldsKey{}, extra)
+		ctx = context.WithValue(ctx, metricsKey{}, h.metrics)
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
@@ -123,11 +168,13 @@ func (h *handler) middleware(next http.Handler) http.Handler {
 					writeError(rec, r, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"})
 				}
 			}
+			elapsed := time.Since(start)
+			h.metrics.requestDuration.WithLabelValues(routeLabel(r)).Observe(elapsed.Seconds())
 			fields := logrus.Fields{
 				"method":      r.Method,
 				"path":        r.URL.Path,
 				"status":      rec.status,
-				"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+				"duration_ms": float64(elapsed.Microseconds()) / 1000,
 				"bytes_in":    r.ContentLength,
 				"bytes_out":   rec.bytes,
 			}

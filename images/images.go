@@ -58,13 +58,16 @@ type Builder struct {
 	log  *logrus.Entry
 
 	mu sync.Mutex // guards inflight
-	// inflight is the build under way, shared by concurrent callers.
-	inflight *buildCall
+	// inflight holds the builds under way by build hash (see HashFor),
+	// each shared by its concurrent callers.
+	inflight map[string]*buildCall
+
+	metrics metrics
 }
 
 type buildCall struct {
 	done chan struct{}
-	tag  string
+	res  Build
 	err  error
 }
 
@@ -76,7 +79,8 @@ func New(cli Engine, repo string, log *logrus.Entry) *Builder {
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	return &Builder{cli: cli, repo: repo, hash: ContextHash(), log: log}
+	return &Builder{cli: cli, repo: repo, hash: ContextHash(), log: log,
+		inflight: map[string]*buildCall{}, metrics: newMetrics()}
 }
 
 // Hash returns the content hash of the embedded build context.
@@ -111,29 +115,10 @@ func (b *Builder) Ensure(ctx context.Context) (string, error) {
 }
 
 // Build builds the image from the embedded context. Concurrent calls share
-// one build and its result.
+// one build and its result (see Rebuild).
 func (b *Builder) Build(ctx context.Context) (string, error) {
-	b.mu.Lock()
-	call := b.inflight
-	if call == nil {
-		call = &buildCall{done: make(chan struct{})}
-		b.inflight = call
-		go func() {
-			// The build outlives a caller that gives up; others may wait on it.
-			call.tag, call.err = b.build(context.WithoutCancel(ctx))
-			b.mu.Lock()
-			b.inflight = nil
-			b.mu.Unlock()
-			close(call.done)
-		}()
-	}
-	b.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.tag, call.err
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	res, err := b.Rebuild(ctx, Spec{})
+	return res.Tag, err
 }
 
 func (b *Builder) build(ctx context.Context) (string, error) {
@@ -157,22 +142,8 @@ func (b *Builder) build(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("build image: %w", err)
 	}
 	defer resp.Body.Close()
-	// Errors arrive inside the stream: drain and decode all of it.
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var msg jsonmessage.JSONMessage
-		if err := dec.Decode(&msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return "", fmt.Errorf("read build output: %w", err)
-		}
-		if msg.Error != nil {
-			return "", fmt.Errorf("build image: %s", msg.Error.Message)
-		}
-		if s := strings.TrimSpace(msg.Stream); s != "" {
-			b.log.WithField("step", s).Debug("image build")
-		}
+	if err := b.drain(resp.Body); err != nil {
+		return "", err
 	}
 	if ok, err := b.Present(ctx); err != nil || !ok {
 		return "", fmt.Errorf("build image: finished but %s is missing (%v)", b.Tag(), err)
@@ -180,6 +151,27 @@ func (b *Builder) build(ctx context.Context) (string, error) {
 	b.log.WithFields(logrus.Fields{"image": b.Tag(), "duration_ms": time.Since(start).Milliseconds()}).
 		Info("built analytics image")
 	return b.Tag(), nil
+}
+
+// drain reads a build's output to the end. Errors arrive inside the stream,
+// so all of it is decoded.
+func (b *Builder) drain(body io.Reader) error {
+	dec := json.NewDecoder(body)
+	for {
+		var msg jsonmessage.JSONMessage
+		if err := dec.Decode(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read build output: %w", err)
+		}
+		if msg.Error != nil {
+			return fmt.Errorf("build image: %s", msg.Error.Message)
+		}
+		if s := strings.TrimSpace(msg.Stream); s != "" {
+			b.log.WithField("step", s).Debug("image build")
+		}
+	}
 }
 
 func (b *Builder) ensureBase(ctx context.Context) error {

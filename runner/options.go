@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner/seccomp"
 )
@@ -39,7 +41,8 @@ type Options struct {
 
 	// MaxWorkers is how many executions run at once.
 	MaxWorkers int
-	// MaxQueue is how many more wait for a worker before ErrBusy.
+	// MaxQueue is how many more wait for a worker before ErrBusy; 0 means
+	// no queue (DefaultMaxQueue is the service's default, set by its config).
 	MaxQueue int
 	// PoolSize is how many ready containers the warm pool keeps (0: none,
 	// every execution starts its container on the request path).
@@ -54,6 +57,10 @@ type Options struct {
 	StartTimeout time.Duration
 	// CleanupTimeout bounds removing one container.
 	CleanupTimeout time.Duration
+
+	// Registerer receives the runner's metrics (runner/metrics.go); main
+	// passes its private registry. nil: no metrics are registered.
+	Registerer prometheus.Registerer
 }
 
 // Defaults, as the original service documents them.
@@ -66,7 +73,7 @@ const (
 	DefaultMaxOutputsBytes = 32 << 20
 	DefaultMaxWorkers      = 4
 	DefaultMaxQueue        = 32
-	DefaultKillGrace       = 500 * time.Millisecond
+	DefaultKillGrace       = 1500 * time.Millisecond
 	DefaultStartTimeout    = 60 * time.Second
 	DefaultCleanupTimeout  = 30 * time.Second
 	DefaultPoolMaxAge      = 10 * time.Minute
@@ -101,7 +108,6 @@ func (o Options) withDefaults() (Options, error) {
 	defInt(&o.MaxStreamBytes, DefaultMaxStreamBytes)
 	defInt(&o.MaxOutputsBytes, DefaultMaxOutputsBytes)
 	defInt(&o.MaxWorkers, DefaultMaxWorkers)
-	defInt(&o.MaxQueue, DefaultMaxQueue)
 	defDur(&o.KillGrace, DefaultKillGrace)
 	defDur(&o.StartTimeout, DefaultStartTimeout)
 	defDur(&o.CleanupTimeout, DefaultCleanupTimeout)

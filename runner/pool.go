@@ -66,24 +66,29 @@ func newPool(r *Runner, size int) *pool {
 	}
 }
 
-// take returns an idle sandbox for flavor, or nil when none is ready. A
-// sandbox of the other flavor is better than a cold start: a data sandbox
-// runs plain code at once, and a bare one imports the libraries in less time
-// than a cold data sandbox needs to start.
+// take returns an idle sandbox for flavor, or nil when none is ready. Code
+// that needs the libraries may take a bare sandbox when no data sandbox is
+// idle: importing them there costs what a cold data sandbox would, without
+// the container start. Plain code never takes a data sandbox: at saturation
+// that would throw away the CPU spent preloading it.
 func (p *pool) take(flavor string) *sandbox {
 	p.mu.Lock()
 	for f := range p.demand {
 		p.demand[f] *= demandDecay
 	}
 	p.demand[flavor]++
-	order := []string{flavor, otherFlavor(flavor)}
+	order := []string{flavor}
+	if flavor == FlavorData {
+		order = append(order, FlavorNone)
+	}
+	image := p.r.Image()
 	var got *sandbox
 	var dead []*sandbox
 	for _, f := range order {
 		for len(p.idle[f]) > 0 && got == nil {
 			sb := p.idle[f][0]
 			p.idle[f] = p.idle[f][1:]
-			if sb.alive() {
+			if sb.alive() && sb.image == image {
 				got = sb
 			} else {
 				dead = append(dead, sb)
@@ -105,13 +110,6 @@ func (p *pool) take(flavor string) *sandbox {
 	}
 	p.signal()
 	return got
-}
-
-func otherFlavor(f string) string {
-	if f == FlavorData {
-		return FlavorNone
-	}
-	return FlavorData
 }
 
 func (p *pool) signal() {
@@ -211,6 +209,14 @@ func (p *pool) fill(ctx context.Context, flavor string) {
 		p.r.discard(ctx, sb)
 		return
 	}
+	if sb.image != p.r.Image() {
+		// The image was switched while this one was getting ready.
+		p.mu.Unlock()
+		p.retired.Add(1)
+		p.r.discard(ctx, sb)
+		p.signal()
+		return
+	}
 	sb.readyAt = time.Now()
 	p.idle[flavor] = append(p.idle[flavor], sb)
 	p.mu.Unlock()
@@ -243,6 +249,38 @@ func (p *pool) janitor() {
 	if len(out) > 0 {
 		p.signal()
 	}
+}
+
+// retireStale discards idle sandboxes whose image is not image (SetImage)
+// and wakes the loop to refill with the new one.
+func (p *pool) retireStale(image string) {
+	var out []*sandbox
+	p.mu.Lock()
+	for _, f := range flavors {
+		keep := p.idle[f][:0]
+		for _, sb := range p.idle[f] {
+			if sb.image != image {
+				out = append(out, sb)
+				continue
+			}
+			keep = append(keep, sb)
+		}
+		p.idle[f] = keep
+	}
+	p.mu.Unlock()
+	for _, sb := range out {
+		p.retired.Add(1)
+		p.r.discard(context.Background(), sb)
+	}
+	p.log.WithFields(logrus.Fields{logImage: image, "retired": len(out)}).Info("pool retired sandboxes of the previous image")
+	p.signal()
+}
+
+// idleCount is how many sandboxes of flavor are ready.
+func (p *pool) idleCount(flavor string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle[flavor])
 }
 
 // drain discards every idle sandbox (shutdown).

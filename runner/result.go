@@ -50,6 +50,8 @@ type Result struct {
 	Flavor string
 	// Warm says the sandbox came ready from the pool.
 	Warm bool
+	// Image is the image of the container that ran the code.
+	Image string
 }
 
 // ExecError describes how the user's code failed.
@@ -108,7 +110,9 @@ type DataFrame struct {
 	Data      json.RawMessage   `json:"data"`
 	TotalRows int64             `json:"total_rows"`
 	Truncated bool              `json:"truncated"`
-	HTML      string            `json:"html"`
+	// ColumnsTruncated says columns were cut to the column cap.
+	ColumnsTruncated bool   `json:"columns_truncated,omitempty"`
+	HTML             string `json:"html"`
 }
 
 // Variable summarises one top-level name left by the user's code.
@@ -117,6 +121,8 @@ type Variable struct {
 	Repr  string  `json:"repr"`
 	Shape []int64 `json:"shape,omitempty"`
 	Len   *int64  `json:"len,omitempty"`
+	// Dtype is the element type of arrays and Series.
+	Dtype string `json:"dtype,omitempty"`
 }
 
 // Display is the value of the code's final bare expression.

@@ -64,7 +64,13 @@ type Runner struct {
 	// wg counts Run calls in progress and the goroutines the runner owns
 	// (stream readers, removals); those start only inside a counted Run.
 	wg      sync.WaitGroup
-	metrics counters
+	metrics *counters
+	hist    histograms
+
+	// image is the image new sandboxes are created from (SetImage).
+	image atomic.Pointer[string]
+	// ready holds the versions the latest data sandbox reported.
+	ready lastReady
 
 	// policyJSON is Options.Policy as sent to the harness (nil: off).
 	policyJSON json.RawMessage
@@ -76,22 +82,17 @@ type Runner struct {
 
 	// pool is nil when Options.PoolSize is 0.
 	pool *pool
-	// stopPool ends the pool's loop; poolWG counts its goroutines.
+	// stopPool ends the pool's loop (guarded by mu); poolWG counts its
+	// goroutines.
 	stopPool context.CancelFunc
 	poolWG   sync.WaitGroup
 }
 
-// counters are cheap always-on figures shown by /health.
-type counters struct {
-	created   atomic.Int64
-	removed   atomic.Int64
-	running   atomic.Int64
-	completed atomic.Int64
-}
-
 // Stats is a snapshot of the runner's counters.
 type Stats struct {
-	Instance          string `json:"instance"`
+	Instance string `json:"instance"`
+	// Image is the image new sandboxes are created from.
+	Image             string `json:"image"`
 	MaxWorkers        int    `json:"max_workers"`
 	MaxQueue          int    `json:"max_queue"`
 	Running           int64  `json:"running"`
@@ -118,7 +119,10 @@ func New(cli Engine, opts Options) (*Runner, error) {
 		opts:     o,
 		instance: hex.EncodeToString(b[:]),
 		slots:    make(chan struct{}, o.MaxWorkers),
+		metrics:  newCounters(),
+		hist:     newHistograms(),
 	}
+	r.image.Store(&o.Image)
 	if o.PoolSize > 0 {
 		r.pool = newPool(r, o.PoolSize)
 	}
@@ -127,13 +131,24 @@ func New(cli Engine, opts Options) (*Runner, error) {
 			return nil, fmt.Errorf("runner: encode policy: %w", err)
 		}
 	}
+	if o.Registerer != nil {
+		if err := r.registerMetrics(o.Registerer); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
 // Start starts the warm pool's refill loop (if there is a pool); it runs
-// until Close. ctx carries the logger; its end also stops the loop.
+// until Close. ctx carries the logger; its end also stops the loop. After
+// Close, Start does nothing.
 func (r *Runner) Start(ctx context.Context) {
 	if r.pool == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.stopPool != nil {
 		return
 	}
 	ctx, r.stopPool = context.WithCancel(ctx)
@@ -144,18 +159,24 @@ func (r *Runner) Start(ctx context.Context) {
 	}()
 }
 
-// Options returns the options in force, defaults applied.
-func (r *Runner) Options() Options { return r.opts }
+// Options returns the options in force, defaults applied; Image is the
+// image in use (see SetImage).
+func (r *Runner) Options() Options {
+	o := r.opts
+	o.Image = r.Image()
+	return o
+}
 
 // Stats returns the runner's counters.
 func (r *Runner) Stats() Stats {
 	return Stats{
 		Instance:          r.instance,
+		Image:             r.Image(),
 		MaxWorkers:        r.opts.MaxWorkers,
 		MaxQueue:          r.opts.MaxQueue,
 		Running:           r.metrics.running.Load(),
 		Queued:            r.queued.Load(),
-		ContainersCreated: r.metrics.created.Load(),
+		ContainersCreated: r.metrics.createdTotal(),
 		ContainersRemoved: r.metrics.removed.Load(),
 		Executions:        r.metrics.completed.Load(),
 		Pool:              r.poolStats(),
@@ -182,11 +203,13 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		return Result{}, ErrClosed
 	}
 	defer r.wg.Done()
+	queuedAt := time.Now()
 	release, err := r.acquire(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	defer release()
+	r.hist.queueWait.Observe(time.Since(queuedAt).Seconds())
 	r.metrics.running.Add(1)
 	defer r.metrics.running.Add(-1)
 
@@ -211,6 +234,8 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	res, err := r.exec(ctx, sb, req)
 	if err == nil {
 		r.metrics.completed.Add(1)
+		r.hist.execDuration.Observe(res.ExecutionTime.Seconds())
+		res.Image = sb.image
 	}
 	return res, err
 }
@@ -268,12 +293,16 @@ func (r *Runner) discard(ctx context.Context, sb *sandbox) {
 
 // remove force-removes a container; NotFound counts as done.
 func (r *Runner) remove(ctx context.Context, id string) {
+	start := time.Now()
 	err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !errdefs.IsNotFound(err) {
+		r.metrics.removeFailures.Add(1)
 		logctx.From(ctx).WithError(err).WithField(logContainerID, shortID(id)).Warn("remove container")
 		return
 	}
 	r.metrics.removed.Add(1)
+	logctx.From(ctx).WithFields(logrus.Fields{logContainerID: shortID(id), logDurationMS: ms(time.Since(start))}).
+		Debug("container removed")
 }
 
 // kill stops a container at once; removal follows in discard.
@@ -326,23 +355,27 @@ func (r *Runner) Reap(ctx context.Context) (int, error) {
 }
 
 // Close stops admitting work and waits for every container the runner
-// started to be removed, or for ctx to end.
+// started to be removed, or for ctx to end. Last, it removes any container
+// still carrying this instance's label: one whose create request was cut
+// short by a cancelled context may exist without the runner knowing its ID.
 func (r *Runner) Close(ctx context.Context) error {
 	r.mu.Lock()
 	already := r.closed
 	r.closed = true
+	stopPool := r.stopPool
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		if r.pool != nil && !already {
-			if r.stopPool != nil {
-				r.stopPool()
+			if stopPool != nil {
+				stopPool()
 			}
 			r.poolWG.Wait() // no fill or janitor runs past here
 			r.pool.drain()
 		}
 		r.validator.close(r)
 		r.wg.Wait()
+		r.sweep(ctx)
 		close(done)
 	}()
 	select {
@@ -350,6 +383,26 @@ func (r *Runner) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("runner close: %w", ctx.Err())
+	}
+}
+
+// sweep removes every container of this instance that is still there.
+func (r *Runner) sweep(ctx context.Context) {
+	list, err := r.cli.ContainerList(ctx, container.ListOptions{
+		All: true,
+		Filters: filters.NewArgs(
+			filters.Arg("label", LabelManaged+"=1"),
+			filters.Arg("label", LabelOwner+"="+r.opts.Owner),
+			filters.Arg("label", LabelInstance+"="+r.instance),
+		),
+	})
+	if err != nil {
+		logctx.From(ctx).WithError(err).Warn("list containers left at close")
+		return
+	}
+	for _, c := range list {
+		logctx.From(ctx).WithField(logContainerID, shortID(c.ID)).Warn("removing container left at close")
+		r.remove(ctx, c.ID)
 	}
 }
 
@@ -366,9 +419,10 @@ func (r *Runner) Ping(ctx context.Context) error {
 	if _, err := r.cli.Info(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrEngineDown, err)
 	}
-	if _, err := r.cli.ImageInspect(ctx, r.opts.Image); err != nil {
+	image := r.Image()
+	if _, err := r.cli.ImageInspect(ctx, image); err != nil {
 		if errdefs.IsNotFound(err) {
-			return fmt.Errorf("%w: %s", ErrNoImage, r.opts.Image)
+			return fmt.Errorf("%w: %s", ErrNoImage, image)
 		}
 		return r.classify(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/sirupsen/logrus"
 
+	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/policy"
 )
 
@@ -27,6 +28,8 @@ type sandbox struct {
 	id     string
 	flavor string
 	ready  readyInfo
+	// image is the image the container was created from.
+	image string
 	// readyAt is when the sandbox entered the pool (zero if cold).
 	readyAt time.Time
 	// warm says the sandbox came from the pool.
@@ -111,13 +114,17 @@ func (r *Runner) prepareWith(ctx context.Context, role, flavor string, entrypoin
 	ctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
 	defer cancel()
 
+	start := time.Now()
 	sp := r.sandboxSpec(role, flavor, entrypoint)
+	sp.config.Image = r.Image() // Options.Image, or what SetImage switched to
 	resp, err := r.cli.ContainerCreate(ctx, sp.config, sp.host, sp.network, nil, "")
 	if err != nil {
 		return nil, r.classify(fmt.Errorf("create container: %w", err))
 	}
-	r.metrics.created.Add(1)
-	sb := &sandbox{id: resp.ID, flavor: flavor, quit: make(chan struct{}), done: make(chan struct{})}
+	r.metrics.countCreated(role)
+	sb := &sandbox{id: resp.ID, flavor: flavor, image: sp.config.Image, quit: make(chan struct{}), done: make(chan struct{})}
+	log := logctx.From(ctx).WithFields(logrus.Fields{logContainerID: shortID(sb.id), logRole: role, logFlavor: flavor})
+	log.WithFields(logrus.Fields{logImage: sb.image, logDurationMS: ms(time.Since(start))}).Debug("container created")
 	defer func() {
 		if retErr != nil {
 			r.discard(ctx, sb)
@@ -140,6 +147,7 @@ func (r *Runner) prepareWith(ctx context.Context, role, flavor string, entrypoin
 	if err := r.cli.ContainerStart(ctx, sb.id, container.StartOptions{}); err != nil {
 		return sb, r.classify(fmt.Errorf("start container %s: %w", shortID(sb.id), err))
 	}
+	log.WithField(logDurationMS, ms(time.Since(start))).Debug("container started")
 	select {
 	case fe := <-sb.frames:
 		if fe.err != nil {
@@ -154,6 +162,10 @@ func (r *Runner) prepareWith(ctx context.Context, role, flavor string, entrypoin
 	case <-ctx.Done():
 		return sb, fmt.Errorf("container %s not ready: %w", shortID(sb.id), ctx.Err())
 	}
+	if role != roleValidator {
+		r.noteReady(sb)
+	}
+	log.WithField(logDurationMS, ms(time.Since(start))).Debug("container ready")
 	return sb, nil
 }
 

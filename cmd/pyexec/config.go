@@ -12,6 +12,7 @@ import (
 	"github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
 
+	"github.com/pyexec/pyexec/images"
 	"github.com/pyexec/pyexec/policy"
 )
 
@@ -34,6 +35,12 @@ import (
 //	BUILD_IMAGE          bool      true           build the analytics image at start when missing
 //	POOL_SIZE            int       MAX_WORKERS    ready containers kept warm (0: none)
 //	POLICY               mode      strict         strict: language policy on; off: the container alone
+//	SHUTDOWN_TIMEOUT_SECONDS      seconds  MAX_TIMEOUT_SECONDS+15
+//	    how long requests in flight may finish after SIGTERM; then they are cancelled
+//	ADMIN_TOKEN                   secret   unset
+//	    bearer token of /admin/* (at least 16 characters); unset: those routes answer 404
+//	ADMIN_EXTRA_PACKAGES_ALLOWED  list     python3-sklearn,python3-statsmodels,python3-sympy,python3-networkx
+//	    Debian packages an admin rebuild may add, comma-separated
 type Config struct {
 	Port            int
 	MaxWorkers      int
@@ -51,7 +58,19 @@ type Config struct {
 	BuildImage      bool
 	PoolSize        int
 	Policy          policy.Mode
+	ShutdownTimeout time.Duration
+	// AdminToken is a secret: never logged, redacted in fields().
+	AdminToken    string
+	AdminPackages []string
 }
+
+// defaultAdminPackages are the extra packages a rebuild may add unless
+// ADMIN_EXTRA_PACKAGES_ALLOWED says otherwise: common analytics libraries
+// Debian packages for Python 3.
+const defaultAdminPackages = "python3-sklearn,python3-statsmodels,python3-sympy,python3-networkx"
+
+// minAdminTokenBytes keeps ADMIN_TOKEN from being guessable.
+const minAdminTokenBytes = 16
 
 // loadConfig parses the environment. A malformed value is an error naming
 // the variable and the value.
@@ -76,6 +95,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		Policy:          p.mode("POLICY", policy.ModeStrict),
 	}
 	c.PoolSize = int(p.int("POOL_SIZE", int64(c.MaxWorkers), 0, 1024))
+	c.ShutdownTimeout = p.seconds("SHUTDOWN_TIMEOUT_SECONDS", c.MaxTimeout.Seconds()+15)
+	c.AdminToken = p.secret("ADMIN_TOKEN", minAdminTokenBytes)
+	c.AdminPackages = p.packages("ADMIN_EXTRA_PACKAGES_ALLOWED", defaultAdminPackages)
 	if p.err == nil && c.Timeout > c.MaxTimeout {
 		p.err = fmt.Errorf("TIMEOUT_SECONDS (%v) must not exceed MAX_TIMEOUT_SECONDS (%v)", c.Timeout, c.MaxTimeout)
 	}
@@ -184,6 +206,40 @@ func (p *parser) mode(name string, def policy.Mode) policy.Mode {
 	return m
 }
 
+// secret reads a token; set, it must have at least min bytes. The value
+// never appears in the error.
+func (p *parser) secret(name string, min int) string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v != "" && len(v) < min {
+		if p.err == nil {
+			p.err = fmt.Errorf("%s: too short, want at least %d characters", name, min)
+		}
+		return ""
+	}
+	return v
+}
+
+// packages reads a comma-separated list of Debian package names.
+func (p *parser) packages(name, def string) []string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		v = def
+	}
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !images.ValidPackageName(f) {
+			p.fail(name, v, fmt.Sprintf("%q is not a Debian package name", f))
+			return nil
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 func (p *parser) bool(name string, def bool) bool {
 	v := strings.TrimSpace(p.getenv(name))
 	if v == "" {
@@ -215,5 +271,17 @@ func (c Config) fields() map[string]any {
 		"service_id":          c.ServiceID,
 		"pool_size":           c.PoolSize,
 		"policy":              string(c.Policy),
+
+		"shutdown_timeout_seconds":     c.ShutdownTimeout.Seconds(),
+		"admin_token":                  redact(c.AdminToken),
+		"admin_extra_packages_allowed": c.AdminPackages,
 	}
+}
+
+// redact shows whether a secret is set, never its value.
+func redact(secret string) string {
+	if secret == "" {
+		return "unset"
+	}
+	return "redacted"
 }

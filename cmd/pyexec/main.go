@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/handlers"
@@ -38,7 +40,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pyexec: bad configuration: %v\n", err)
 		os.Exit(2)
 	}
-	log := logrus.New()
+	// The standard logger, so that what packages log without a request's
+	// logger (the pool, the reaper) is JSON at LOG_LEVEL too.
+	log := logrus.StandardLogger()
 	log.SetFormatter(&logrus.JSONFormatter{})
 	log.SetLevel(cfg.LogLevel)
 
@@ -62,6 +66,12 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 	cancel()
 
 	builder := images.New(cli, cfg.ImageRepository, log.WithField("component", "images"))
+	// One private registry: the packages' metrics, Go runtime and process.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := builder.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	if buildOnly {
 		tag, err := builder.Ensure(ctx)
 		if err != nil {
@@ -88,6 +98,7 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		MaxStreamBytes: int(cfg.MaxOutputBytes),
 		MaxWorkers:     cfg.MaxWorkers,
 		MaxQueue:       cfg.MaxQueue,
+		Registerer:     reg,
 	})
 	if err != nil {
 		return err
@@ -104,7 +115,9 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 	var building atomic.Bool
 	var buildErr atomic.Value // string
 	building.Store(true)
+	started := make(chan struct{}) // closed when the goroutine below ends
 	go func() {
+		defer close(started)
 		defer building.Store(false)
 		var err error
 		if cfg.BuildImage {
@@ -129,37 +142,39 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		} else {
 			h.Engine = handlers.EngineHealth{Reachable: true, Version: v.Version, APIVersion: cli.ClientVersion()}
 		}
-		h.Image.Tag = builder.Tag()
-		h.Image.Building = building.Load()
+		// The image in use: the base image of this binary, or the one an
+		// admin rebuild switched to (built on that base).
+		h.Image.Tag = rn.Image()
+		h.Image.Building = building.Load() || builder.Building()
 		if msg, ok := buildErr.Load().(string); ok {
 			h.Image.Error = msg
 		}
 		if h.Engine.Reachable {
-			ok, err := builder.Present(ctx)
-			if err != nil {
+			img, err := builder.Inspect(ctx, h.Image.Tag)
+			if err != nil && !errors.Is(err, images.ErrNoImage) {
 				h.Image.Error = err.Error()
 			}
-			h.Image.Present, h.Image.Current = ok, ok
+			h.Image.Present = err == nil
+			h.Image.Current = err == nil && img.ContextHash == builder.Hash()
 		}
 		return h
 	}
 
-	srv := &http.Server{
-		Addr: net.JoinHostPort("", strconv.Itoa(cfg.Port)),
-		Handler: handlers.New(handlers.Options{
-			Runner:         rn,
-			Logger:         log,
-			DefaultTimeout: cfg.Timeout,
-			MaxTimeout:     cfg.MaxTimeout,
-			Health:         health,
-			Settings:       cfg.fields(),
-		}),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      cfg.MaxTimeout + 60*time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	srv := handlers.NewServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)), handlers.New(handlers.Options{
+		Runner:         rn,
+		Logger:         log,
+		DefaultTimeout: cfg.Timeout,
+		MaxTimeout:     cfg.MaxTimeout,
+		Health:         health,
+		Settings:       cfg.fields(),
+
+		Registerer:      reg,
+		Gatherer:        reg,
+		AdminToken:      cfg.AdminToken,
+		Images:          builder,
+		Switcher:        rn,
+		AllowedPackages: cfg.AdminPackages,
+	}), cfg.MaxTimeout)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.WithField("addr", srv.Addr).Info("listening")
@@ -169,18 +184,40 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.MaxTimeout+30*time.Second)
+	return shutdown(context.WithoutCancel(ctx), cfg, log, srv, rn, started)
+}
+
+// shutdown stops the service after SIGTERM or SIGINT (the pool's refills
+// already stopped with the root context):
+//
+//  1. stop accepting connections and let requests in flight finish, for up
+//     to SHUTDOWN_TIMEOUT_SECONDS;
+//  2. past that, close the connections left: their requests' contexts end,
+//     which kills their containers;
+//  3. remove every container the runner created (pool, validator, any
+//     left over), under a budget of its own.
+func shutdown(ctx context.Context, cfg Config, log *logrus.Logger, srv *http.Server, rn *runner.Runner, started <-chan struct{}) error {
+	start := time.Now()
+	log.WithField("running", rn.Stats().Running).Info("shutting down")
+	dctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.WithError(err).Warn("http shutdown")
+	if err := srv.Shutdown(dctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.WithError(err).Warn("requests still running at the shutdown deadline; cancelling them")
+		_ = srv.Close()
 	}
-	if err := rn.Close(sctx); err != nil {
+	<-started // the image check ends with the root context; no pool starts after
+	cctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	if err := rn.Close(cctx); err != nil {
 		return err
 	}
-	log.Info("stopped")
+	log.WithField("duration_ms", time.Since(start).Milliseconds()).Info("stopped")
 	return nil
 }
+
+// cleanupTimeout bounds removing the containers at shutdown, after the
+// requests have finished or been cancelled.
+const cleanupTimeout = 60 * time.Second
 
 // waitForImage waits until another replica or an operator has built the
 // image (BUILD_IMAGE=false).

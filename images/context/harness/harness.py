@@ -102,6 +102,16 @@ def preload():
     import plotly.graph_objects  # noqa: F401
     import plotly.express  # noqa: F401
 
+    # Render once so font caches and the Agg renderer are warm in every child
+    # (the first render in a fresh process costs ~100 ms more).
+    import io
+
+    fig = matplotlib.pyplot.figure(figsize=(2, 2))
+    fig.gca().plot([0, 1], [0, 1])
+    fig.gca().set_title("warm")
+    fig.savefig(io.BytesIO(), format="png")
+    matplotlib.pyplot.close(fig)
+
 
 def library_versions():
     versions = {"python": sys.version.split()[0]}
@@ -486,6 +496,11 @@ def read_request():
 
 def main():
     set_non_dumpable()
+    # The user's process runs with our uid and may signal us. As the
+    # namespace's init we only receive signals we handle, and Python handles
+    # SIGINT: ignore it, so no KeyboardInterrupt can end the supervisor (and
+    # cut a frame short). The child restores it (runner_child.run).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.path.insert(0, HARNESS_DIR)
     prepare_matplotlib_config()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -496,6 +511,13 @@ def main():
     import runner_child
 
     runner_child.prepare(preloaded=(mode == "data"))
+    # Everything loaded so far lives as long as the process: keep it out of
+    # the collector, so a full collection in the child does not walk (and
+    # copy, page by page) the preloaded libraries: ~640 ms -> ~3 ms.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     write_frame(
         "ready",
         dumps(

@@ -61,13 +61,38 @@ def _flush_streams():
             pass
 
 
+# A traceback keeps at most this many of the user's frames at each end (deep
+# recursion makes millions; formatting them all takes longer than the run).
+TRACEBACK_EDGE_FRAMES = 25
+
+
 def user_frames_traceback(exc):
     """The traceback limited to frames of the user's code, and the user's line."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == CODE_FILENAME]
+    head, tail, skipped = [], [], 0
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == CODE_FILENAME:
+            if len(head) < TRACEBACK_EDGE_FRAMES:
+                head.append(tb)
+            else:
+                tail.append(tb)
+                if len(tail) > TRACEBACK_EDGE_FRAMES:
+                    tail.pop(0)
+                    skipped += 1
+        tb = tb.tb_next
+    def frames_of(tbs):
+        return list(traceback.StackSummary.extract(((t.tb_frame, t.tb_lineno) for t in tbs)))
+
+    first, last = frames_of(head), frames_of(tail)
+    frames = first + last
     line = frames[-1].lineno if frames else None
     text = ""
     if frames:
-        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
+        listed = traceback.format_list(first)
+        if skipped:
+            listed.append("  ... %d more frames of <code> ...\n" % skipped)
+        listed += traceback.format_list(last)
+        text = "Traceback (most recent call last):\n" + "".join(listed)
     text += "".join(traceback.format_exception_only(type(exc), exc))
     return text, line
 
@@ -93,6 +118,23 @@ def describe_error(exc):
         "line": line,
         "column": None,
     }
+
+
+# The supervisor ignores a report over 1 MiB (harness.MAX_REPORT_BYTES) and
+# then goes by the exit status alone: cut the fields to the sizes it keeps
+# (harness.clean_error), so that a huge exception message cannot turn an
+# error into a success.
+_ERROR_CAPS = (("type", 200), ("message", 10000), ("traceback", 64000))
+
+
+def _cap_error(error):
+    if isinstance(error, dict):
+        for key, cap in _ERROR_CAPS:
+            val = error.get(key)
+            if isinstance(val, str):
+                # Lone surrogates cannot be encoded: escape them.
+                error[key] = val[:cap].encode("utf-8", "backslashreplace").decode("utf-8")
+    return error
 
 
 def compile_code(code):
@@ -210,7 +252,7 @@ def run(request, res_w):
         collected = outputs.empty()
         collected["collect_error"] = "%s: %s" % (type(exc).__name__, exc)
     _flush_streams()
-    report = json.dumps({"error": error}, ensure_ascii=False, default=repr).encode("utf-8")
+    report = json.dumps({"error": _cap_error(error)}, ensure_ascii=False, default=repr).encode("utf-8")
     _send(res_w, "report", report)
     try:
         payload = json.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")

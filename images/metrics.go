@@ -1,0 +1,63 @@
+package images
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric names and label values of package images.
+const (
+	metricBuilds        = "pyexec_image_builds_total"
+	metricBuildDuration = "pyexec_image_build_duration_seconds"
+
+	labelResult   = "result"
+	resultSuccess = "success"
+	resultFailure = "failure"
+)
+
+// metrics are the builder's instruments. They exist (and count) whether
+// or not they are registered.
+type metrics struct {
+	builds   *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+func newMetrics() metrics {
+	m := metrics{
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricBuilds,
+			Help: "Image builds through the engine (shared builds count once), by result: success or failure.",
+		}, []string{labelResult}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    metricBuildDuration,
+			Help:    "Duration of image builds, successful or not.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200},
+		}),
+	}
+	// Both results exist from the start, so rate() works on the first one.
+	m.builds.WithLabelValues(resultSuccess)
+	m.builds.WithLabelValues(resultFailure)
+	return m
+}
+
+func (m metrics) observe(err error, d time.Duration) {
+	result := resultSuccess
+	if err != nil {
+		result = resultFailure
+	}
+	m.builds.WithLabelValues(result).Inc()
+	m.duration.Observe(d.Seconds())
+}
+
+// RegisterMetrics registers the builder's metrics with reg (a private
+// registry made by main). Call it once.
+func (b *Builder) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{b.metrics.builds, b.metrics.duration} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("images: register metrics: %w", err)
+		}
+	}
+	return nil
+}
