@@ -225,28 +225,10 @@ func (p *pool) fill(ctx context.Context, flavor string) {
 }
 
 // janitor retires idle sandboxes whose container died or that are older
-// than MaxIdleAge, and sandboxes beyond a flavor's target.
+// than PoolMaxAge.
 func (p *pool) janitor() {
 	maxAge := p.r.opts.PoolMaxAge
-	var out []*sandbox
-	p.mu.Lock()
-	for _, f := range flavors {
-		keep := p.idle[f][:0]
-		for _, sb := range p.idle[f] {
-			if !sb.alive() || time.Since(sb.readyAt) > maxAge {
-				out = append(out, sb)
-				continue
-			}
-			keep = append(keep, sb)
-		}
-		p.idle[f] = keep
-	}
-	p.mu.Unlock()
-	for _, sb := range out {
-		p.retired.Add(1)
-		p.r.discard(context.Background(), sb)
-	}
-	if len(out) > 0 {
+	if n := p.retire(func(sb *sandbox) bool { return !sb.alive() || time.Since(sb.readyAt) > maxAge }); n > 0 {
 		p.signal()
 	}
 }
@@ -254,12 +236,20 @@ func (p *pool) janitor() {
 // retireStale discards idle sandboxes whose image is not image (SetImage)
 // and wakes the loop to refill with the new one.
 func (p *pool) retireStale(image string) {
+	n := p.retire(func(sb *sandbox) bool { return sb.image != image })
+	p.log.WithFields(logrus.Fields{logImage: image, "retired": n}).Info("pool retired sandboxes of the previous image")
+	p.signal()
+}
+
+// retire removes the idle sandboxes for which drop is true from the pool
+// and discards them; it returns how many.
+func (p *pool) retire(drop func(*sandbox) bool) int {
 	var out []*sandbox
 	p.mu.Lock()
 	for _, f := range flavors {
 		keep := p.idle[f][:0]
 		for _, sb := range p.idle[f] {
-			if sb.image != image {
+			if drop(sb) {
 				out = append(out, sb)
 				continue
 			}
@@ -272,8 +262,7 @@ func (p *pool) retireStale(image string) {
 		p.retired.Add(1)
 		p.r.discard(context.Background(), sb)
 	}
-	p.log.WithFields(logrus.Fields{logImage: image, "retired": len(out)}).Info("pool retired sandboxes of the previous image")
-	p.signal()
+	return len(out)
 }
 
 // idleCount is how many sandboxes of flavor are ready.
