@@ -4,6 +4,9 @@
 //
 // The image is tagged REPOSITORY:<first 12 hex digits of the context hash>, so
 // the service knows whether the engine has the image its binary expects.
+// Rebuild (rebuild.go) adds allow-listed Debian packages in a layer on top
+// and tags the result with a hash of the context and the package set.
+//
 // It never runs containers. Builder is safe for concurrent use; concurrent
 // builds of the same content share one build.
 //

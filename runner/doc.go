@@ -5,8 +5,14 @@
 // client gone, engine error). It also admits work (MAX_WORKERS plus a bounded
 // queue) and reaps containers left behind by an earlier run of the service.
 //
-// A container never serves two executions. The runner never interprets the
-// user's code; it forwards the policy rules to the harness, which enforces them.
+// A container never serves two executions. The warm pool (pool.go) creates
+// and starts containers ahead of demand, split between bare and data-preloaded
+// ones by recent demand, so that a request does not wait for a start; each
+// still serves one execution. The validator (validator.go) is one long-lived,
+// equally locked-down container that only parses code, never runs it. The
+// runner never interprets the user's code itself; it forwards the policy rules
+// to the harness and the validator, which enforce them. SetImage switches to a
+// rebuilt image without failing executions in flight (image.go).
 //
 // Runner is safe for concurrent use. Close waits for every container it
 // started to be removed.

@@ -133,6 +133,10 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 			return
 		}
 		rn.Start(ctx)
+		// Start the validator now rather than on the first request.
+		if _, err := rn.Validate(ctx, "pass"); err != nil && ctx.Err() == nil {
+			log.WithError(err).Warn("validator warm-up")
+		}
 	}()
 
 	health := func(ctx context.Context) handlers.Health {
