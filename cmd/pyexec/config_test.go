@@ -1,0 +1,56 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyexec/pyexec/policy"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := loadConfig(env(map[string]string{"SERVICE_ID": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 8000 || c.MaxWorkers != 4 || c.MaxQueue != 32 || c.Timeout != 30*time.Second ||
+		c.MaxTimeout != 60*time.Second || c.MemoryBytes != 512<<20 || c.NanoCPUs != 1e9 ||
+		c.PoolSize != 4 || c.Policy != policy.ModeStrict || c.AdminToken != "" {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = loadConfig(env(map[string]string{"SERVICE_ID": "x", "MAX_WORKERS": "8", "MAX_QUEUE": "0", "POLICY": "off", "LOG_LEVEL": "debug"}))
+	if err != nil || c.PoolSize != 8 || c.MaxQueue != 0 || c.Policy != policy.ModeOff {
+		t.Errorf("POOL_SIZE should follow MAX_WORKERS, MAX_QUEUE=0 stay 0: %+v, %v", c, err)
+	}
+}
+
+func TestConfigRejectsBadValues(t *testing.T) {
+	for name, val := range map[string]string{
+		"PORT":                "eighty",
+		"MAX_WORKERS":         "0",
+		"MAX_QUEUE":           "-1",
+		"TIMEOUT_SECONDS":     "abc",
+		"MAX_TIMEOUT_SECONDS": "0",
+		"LOG_LEVEL":           "loud",
+		"MEMORY_LIMIT":        "12q",
+		"CPU_LIMIT":           "NaN",
+		"POOL_SIZE":           "-3",
+		"POLICY":              "lax",
+		"BUILD_IMAGE":         "perhaps",
+		"ADMIN_TOKEN":         "short",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadConfig(env(map[string]string{"SERVICE_ID": "x", name: val}))
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("%s=%q: err = %v, want one naming the variable", name, val, err)
+			}
+		})
+	}
+	if _, err := loadConfig(env(map[string]string{"SERVICE_ID": "x", "TIMEOUT_SECONDS": "90"})); err == nil {
+		t.Error("TIMEOUT_SECONDS above MAX_TIMEOUT_SECONDS accepted")
+	}
+}
