@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/pyexec/pyexec/runner"
 )
 
 // engineInfo describes the Docker engine both paths run on.
@@ -29,19 +31,19 @@ type engineInfo struct {
 
 // serviceInfo describes the service under test.
 type serviceInfo struct {
-	PID            int            `json:"pid,omitempty"`
-	PIDError       string         `json:"pid_error,omitempty"`
-	Instance       string         `json:"instance"`
-	ServiceID      string         `json:"service_id"`
-	ImageTag       string         `json:"image_tag"`
-	EngineVersion  string         `json:"engine_version"`
-	EngineAPI      string         `json:"engine_api_version"`
-	MaxWorkers     int            `json:"max_workers"`
-	MaxQueue       int            `json:"max_queue"`
-	PoolSize       int            `json:"pool_size"`
-	Settings       map[string]any `json:"settings"`
-	WarmContainers []warmInfo     `json:"warm_containers"`
-	RSSStartBytes  int64          `json:"rss_start_bytes,omitempty"`
+	PID            int               `json:"pid,omitempty"`
+	PIDError       string            `json:"pid_error,omitempty"`
+	Instance       string            `json:"instance"`
+	ServiceID      string            `json:"service_id"`
+	ImageTag       string            `json:"image_tag"`
+	EngineVersion  string            `json:"engine_version"`
+	EngineAPI      string            `json:"engine_api_version"`
+	MaxWorkers     int               `json:"max_workers"`
+	MaxQueue       int               `json:"max_queue"`
+	PoolSize       int               `json:"pool_size"`
+	Settings       map[string]any    `json:"settings"`
+	WarmContainers []runner.WarmInfo `json:"warm_containers"`
+	RSSStartBytes  int64             `json:"rss_start_bytes,omitempty"`
 	// RSSMaxBytes is the largest VmRSS seen during the saturation phases.
 	RSSMaxBytes  int64 `json:"rss_max_bytes,omitempty"`
 	RSSSamples   int   `json:"rss_samples"`

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/pyexec/pyexec/runner"
 )
 
 // maxResponseBytes bounds what is read of one response (charts are base64).
@@ -62,39 +64,9 @@ type healthBody struct {
 		Building bool   `json:"building"`
 		Error    string `json:"error"`
 	} `json:"image"`
-	Runner struct {
-		Instance          string     `json:"instance"`
-		MaxWorkers        int        `json:"max_workers"`
-		MaxQueue          int        `json:"max_queue"`
-		Running           int64      `json:"running"`
-		Queued            int64      `json:"queued"`
-		ContainersCreated int64      `json:"containers_created"`
-		ContainersRemoved int64      `json:"containers_removed"`
-		Executions        int64      `json:"executions"`
-		Pool              *poolStats `json:"pool"`
-	} `json:"runner"`
+	// Runner and its pool are the service's own types, decoded from JSON.
+	Runner   runner.Stats   `json:"runner"`
 	Settings map[string]any `json:"settings"`
-}
-
-type poolStats struct {
-	Size           int            `json:"size"`
-	Idle           map[string]int `json:"idle"`
-	Filling        map[string]int `json:"filling"`
-	Targets        map[string]int `json:"targets"`
-	Hits           int64          `json:"hits"`
-	Misses         int64          `json:"misses"`
-	Refills        int64          `json:"refills"`
-	RefillFailures int64          `json:"refill_failures"`
-	Retired        int64          `json:"retired"`
-	Containers     []warmInfo     `json:"containers"`
-}
-
-type warmInfo struct {
-	ID          string  `json:"id"`
-	Flavor      string  `json:"flavor"`
-	AgeSeconds  float64 `json:"age_seconds"`
-	MemoryBytes int64   `json:"memory_bytes"`
-	PreloadMS   float64 `json:"preload_ms"`
 }
 
 func sum(m map[string]int) int {
