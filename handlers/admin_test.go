@@ -257,7 +257,7 @@ func TestAdminRebuildSwitchesUnderLoad(t *testing.T) {
 	if wantTag == oldTag {
 		t.Fatalf("the tag does not change with the package set: %s", wantTag)
 	}
-	waitUntil(t, "a full pool", 60*time.Second, func() bool {
+	dockertest.WaitFor(t, "a full pool", 60*time.Second, func() bool {
 		p := e.rn.Stats().Pool
 		return p.Idle[runner.FlavorNone]+p.Idle[runner.FlavorData] == 2
 	})
@@ -287,7 +287,7 @@ func TestAdminRebuildSwitchesUnderLoad(t *testing.T) {
 			slowc <- slow{resp.StatusCode, body, resp.Header.Get("X-Sandbox-Image")}
 		}()
 	}
-	waitUntil(t, "the slow executions to run", 30*time.Second, func() bool { return e.rn.Stats().Running == 2 })
+	dockertest.WaitFor(t, "the slow executions to run", 30*time.Second, func() bool { return e.rn.Stats().Running == 2 })
 
 	// The stream of executions, from before the rebuild to after it: two
 	// clients, each posting print(1), waiting for the answer, pausing 200 ms.
@@ -416,7 +416,7 @@ func TestAdminRebuildSwitchesUnderLoad(t *testing.T) {
 	}
 
 	// The pool refills with the new image only.
-	waitUntil(t, "the pool refilled on the new image", 60*time.Second, func() bool {
+	dockertest.WaitFor(t, "the pool refilled on the new image", 60*time.Second, func() bool {
 		warm := 0
 		for _, c := range dockertest.Containers(t, e.cli, e.owner) {
 			if c.Labels[runner.LabelRole] == "warm" {

@@ -145,7 +145,7 @@ func parseMetrics(t *testing.T, text string) map[string]float64 {
 func TestMetricsFollowExecutions(t *testing.T) {
 	e := newOpsEnv(t, nil)
 	h := e.srv.Config.Handler
-	waitUntil(t, "a full pool", 60*time.Second, func() bool {
+	dockertest.WaitFor(t, "a full pool", 60*time.Second, func() bool {
 		p := e.rn.Stats().Pool
 		return p.Idle[runner.FlavorNone]+p.Idle[runner.FlavorData] == 2
 	})
@@ -323,15 +323,3 @@ func (s *stubExecutor) Validate(context.Context, string) (runner.Validation, err
 }
 func (s *stubExecutor) Stats() runner.Stats            { return runner.Stats{} }
 func (s *stubExecutor) Ping(ctx context.Context) error { return nil }
-
-// waitUntil polls cond until it holds or the scaled limit passes.
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(dockertest.Scale(limit))
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

@@ -23,18 +23,6 @@ func newPoolEnv(t *testing.T, size int, mod func(*runner.Options)) *env {
 	return e
 }
 
-// waitFor polls cond until it holds or the scaled limit passes.
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(dockertest.Scale(limit))
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func idle(r *runner.Runner) int {
 	p := r.Stats().Pool
 	return p.Idle[runner.FlavorNone] + p.Idle[runner.FlavorData]
@@ -51,7 +39,7 @@ func containerIDs(t *testing.T, e *env) map[string]bool {
 func TestPoolServesWarmAndRefills(t *testing.T) {
 	t.Parallel()
 	e := newPoolEnv(t, 2, nil)
-	waitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
+	dockertest.WaitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
 	st := e.r.Stats().Pool
 	if st.Idle[runner.FlavorNone] != 1 || st.Idle[runner.FlavorData] != 1 {
 		t.Errorf("pool split %v, want one of each flavor at start", st.Idle)
@@ -73,7 +61,7 @@ func TestPoolServesWarmAndRefills(t *testing.T) {
 	}
 
 	// Both used containers are gone, and two new ones took their place.
-	waitFor(t, "pool to refill", 60*time.Second, func() bool {
+	dockertest.WaitFor(t, "pool to refill", 60*time.Second, func() bool {
 		return idle(e.r) == 2 && e.r.Stats().Pool.Refills >= 4
 	})
 	e.r.Wait()
@@ -91,7 +79,7 @@ func TestPoolServesWarmAndRefills(t *testing.T) {
 func TestPoolReplacesKilledContainer(t *testing.T) {
 	t.Parallel()
 	e := newPoolEnv(t, 1, nil)
-	waitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 1 })
+	dockertest.WaitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 1 })
 	var victim string
 	for id := range containerIDs(t, e) {
 		victim = id
@@ -99,7 +87,7 @@ func TestPoolReplacesKilledContainer(t *testing.T) {
 	if err := e.cli.ContainerKill(t.Context(), victim, "SIGKILL"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "dead container to be retired and replaced", 60*time.Second, func() bool {
+	dockertest.WaitFor(t, "dead container to be retired and replaced", 60*time.Second, func() bool {
 		p := e.r.Stats().Pool
 		return p.Retired >= 1 && idle(e.r) == 1
 	})
@@ -112,7 +100,7 @@ func TestPoolReplacesKilledContainer(t *testing.T) {
 func TestPoolContainersServeOnce(t *testing.T) {
 	t.Parallel()
 	e := newPoolEnv(t, 2, nil)
-	waitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
+	dockertest.WaitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
 	code := "import os\nseen = os.path.exists('/tmp/mark')\nopen('/tmp/mark', 'w').write('x')\nprint(seen, os.getppid())"
 	outs := map[string]bool{}
 	for i := 0; i < 4; i++ {
@@ -130,7 +118,7 @@ func TestPoolContainersServeOnce(t *testing.T) {
 func TestBurstGetsOnlyBusyErrors(t *testing.T) {
 	t.Parallel()
 	e := newPoolEnv(t, 2, func(o *runner.Options) { o.MaxWorkers = 2; o.MaxQueue = 2 })
-	waitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
+	dockertest.WaitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
 	const burst = 10
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -162,7 +150,7 @@ func TestBurstGetsOnlyBusyErrors(t *testing.T) {
 func TestCloseRemovesPool(t *testing.T) {
 	t.Parallel()
 	e := newPoolEnv(t, 2, nil)
-	waitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
+	dockertest.WaitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := e.r.Close(ctx); err != nil {

@@ -132,3 +132,16 @@ func Scale(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// WaitFor polls cond every 50 ms until it holds, failing the test when the
+// limit (scaled by Scale) passes first.
+func WaitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Scale(limit))
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
