@@ -60,24 +60,25 @@ func TestSandboxSpecIsHardened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := r.sandboxSpec(roleExec, FlavorData, nil)
+	sp := r.sandboxSpec(roleExec, "numpy,matplotlib", nil)
 	c, h := sp.config, sp.host
 	checks := map[string]bool{
-		"network none":          h.NetworkMode == "none" && c.NetworkDisabled,
-		"read-only root":        h.ReadonlyRootfs,
-		"all caps dropped":      len(h.CapDrop) == 1 && h.CapDrop[0] == "ALL" && len(h.CapAdd) == 0,
-		"not privileged":        !h.Privileged,
-		"non-root user":         c.User == sandboxUser,
-		"memory capped":         h.Memory == DefaultMemoryBytes,
-		"no swap":               h.MemorySwap == h.Memory,
-		"cpu capped":            h.NanoCPUs == DefaultNanoCPUs,
-		"pids capped":           h.PidsLimit != nil && *h.PidsLimit == DefaultPidsLimit,
-		"tmpfs capped":          strings.Contains(h.Tmpfs["/tmp"], "size=67108864") && strings.Contains(h.Tmpfs["/tmp"], "noexec"),
-		"no host env":           len(c.Env) == 1 && c.Env[0] == "PYEXEC_PRELOAD=data",
-		"no mounts":             len(h.Binds) == 0 && len(h.Mounts) == 0 && len(h.VolumesFrom) == 0,
-		"no-new-privileges":     contains(h.SecurityOpt, "no-new-privileges:true"),
-		"seccomp profile":       contains(h.SecurityOpt, `seccomp={"defaultAction":"SCMP_ACT_ERRNO"}`),
-		"labels":                c.Labels[LabelManaged] == "1" && c.Labels[LabelOwner] == "me" && c.Labels[LabelInstance] != "" && c.Labels[LabelRole] == roleExec,
+		"network none":      h.NetworkMode == "none" && c.NetworkDisabled,
+		"read-only root":    h.ReadonlyRootfs,
+		"all caps dropped":  len(h.CapDrop) == 1 && h.CapDrop[0] == "ALL" && len(h.CapAdd) == 0,
+		"not privileged":    !h.Privileged,
+		"non-root user":     c.User == sandboxUser,
+		"memory capped":     h.Memory == DefaultMemoryBytes,
+		"no swap":           h.MemorySwap == h.Memory,
+		"cpu capped":        h.NanoCPUs == DefaultNanoCPUs,
+		"pids capped":       h.PidsLimit != nil && *h.PidsLimit == DefaultPidsLimit,
+		"tmpfs capped":      strings.Contains(h.Tmpfs["/tmp"], "size=67108864") && strings.Contains(h.Tmpfs["/tmp"], "noexec"),
+		"no host env":       len(c.Env) == 1 && c.Env[0] == "PYEXEC_PRELOAD=numpy,matplotlib",
+		"no mounts":         len(h.Binds) == 0 && len(h.Mounts) == 0 && len(h.VolumesFrom) == 0,
+		"no-new-privileges": contains(h.SecurityOpt, "no-new-privileges:true"),
+		"seccomp profile":   contains(h.SecurityOpt, `seccomp={"defaultAction":"SCMP_ACT_ERRNO"}`),
+		"labels": c.Labels[LabelManaged] == "1" && c.Labels[LabelOwner] == "me" && c.Labels[LabelInstance] != "" && c.Labels[LabelRole] == roleExec &&
+			c.Labels[LabelFlavor] == FlavorData && c.Labels[LabelPreload] == "numpy,matplotlib",
 		"no log to disk":        h.LogConfig.Type == "none",
 		"not auto-removed":      !h.AutoRemove,
 		"host namespaces unset": h.PidMode == "" && h.UTSMode == "" && h.UsernsMode == "" && h.IpcMode == "private",
@@ -98,21 +99,56 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func TestFlavorFor(t *testing.T) {
-	for code, want := range map[string]string{
-		"print(1)":                              FlavorNone,
-		"import math\nprint(math.pi)":           FlavorNone,
-		"import numpy as np":                    FlavorData,
-		"import os, pandas":                     FlavorData,
-		"from matplotlib import pyplot as plt":  FlavorData,
-		"  import plotly.express as px":         FlavorData,
-		"from scipy.stats import norm":          FlavorData,
-		"# import numpy\nprint('numpy')":        FlavorNone,
-		"x = 'import numpy'":                    FlavorNone,
-		"if True:\n    import seaborn as sns\n": FlavorData,
-	} {
-		if got := FlavorFor(code); got != want {
-			t.Errorf("FlavorFor(%q) = %q, want %q", code, got, want)
+func TestPreloadFor(t *testing.T) {
+	cases := map[string]string{
+		"print(1)":                                                     "",
+		"import math\nprint(math.pi)":                                  "",
+		"import numpy as np":                                           "numpy",
+		"import os, pandas":                                            "numpy,pandas",
+		"import numpy as np, pandas as pd":                             "numpy,pandas",
+		"from matplotlib import pyplot as plt":                         "numpy,matplotlib",
+		"import matplotlib.pyplot as plt":                              "numpy,matplotlib",
+		"  import plotly.express as px":                                "numpy,pandas,plotly",
+		"from plotly import express as px":                             "numpy,pandas,plotly",
+		"import plotly.graph_objects as go":                            "plotly",
+		"from plotly.graph_objects import (Figure, Bar)":               "plotly",
+		"from scipy.stats import norm":                                 "numpy,scipy",
+		"# import numpy\nprint('numpy')":                               "",
+		"x = 'import numpy'":                                           "",
+		"if True:\n    import seaborn as sns\n":                        "numpy,pandas,matplotlib,seaborn",
+		"from . import numpy":                                          "",
+		"import numpyx":                                                "",
+		"import numpy\nimport matplotlib.pyplot as plt\nimport pandas": "numpy,pandas,matplotlib",
+	}
+	for code, want := range cases {
+		if got := PreloadFor(code); got != want {
+			t.Errorf("PreloadFor(%q) = %q, want %q", code, got, want)
+		}
+		wantFlavor := FlavorData
+		if want == "" {
+			wantFlavor = FlavorNone
+		}
+		if got := FlavorFor(code); got != wantFlavor {
+			t.Errorf("FlavorFor(%q) = %q, want %q", code, got, wantFlavor)
+		}
+	}
+}
+
+func TestCovers(t *testing.T) {
+	cases := []struct {
+		have, want string
+		ok         bool
+		extra      int
+	}{
+		{PreloadFull, "numpy,matplotlib", true, 2},
+		{"numpy,matplotlib", "numpy,matplotlib", true, 0},
+		{"numpy,matplotlib", "numpy,pandas", false, 0},
+		{"numpy", "", true, 1},
+		{"", "numpy", false, 0},
+	}
+	for _, c := range cases {
+		if ok, extra := covers(c.have, c.want); ok != c.ok || extra != c.extra {
+			t.Errorf("covers(%q, %q) = %v, %d; want %v, %d", c.have, c.want, ok, extra, c.ok, c.extra)
 		}
 	}
 }

@@ -22,7 +22,7 @@ type spec struct {
 //
 // entrypoint overrides the image's (the harness) when not nil; the validator
 // uses it to run the parse-only process.
-func (r *Runner) sandboxSpec(role, flavor string, entrypoint []string) spec {
+func (r *Runner) sandboxSpec(role, preload string, entrypoint []string) spec {
 	o := r.opts
 	cfg := &container.Config{
 		Image:           o.Image,
@@ -36,14 +36,15 @@ func (r *Runner) sandboxSpec(role, flavor string, entrypoint []string) spec {
 		OpenStdin:       true,
 		StdinOnce:       true,
 		// Only what the harness needs: nothing from the host's environment.
-		Env:        []string{"PYEXEC_PRELOAD=" + flavor},
+		Env:        []string{"PYEXEC_PRELOAD=" + preloadName(preload)},
 		Entrypoint: entrypoint,
 		Labels: map[string]string{
 			LabelManaged:  "1",
 			LabelOwner:    o.Owner,
 			LabelInstance: r.instance,
 			LabelRole:     role,
-			LabelFlavor:   flavor,
+			LabelFlavor:   FlavorOf(preload),
+			LabelPreload:  preloadName(preload),
 		},
 	}
 	security := []string{"no-new-privileges:true"}

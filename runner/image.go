@@ -73,7 +73,7 @@ func (r *Runner) SetImage(ctx context.Context, tag string) error {
 
 // noteReady remembers the versions a data sandbox's harness reported.
 func (r *Runner) noteReady(sb *sandbox) {
-	if sb.flavor != FlavorData || len(sb.ready.Versions) == 0 {
+	if sb.preload != PreloadFull || len(sb.ready.Versions) == 0 {
 		return
 	}
 	r.ready.mu.Lock()
@@ -101,7 +101,7 @@ func (r *Runner) Versions(ctx context.Context) (map[string]string, error) {
 		return nil, ErrClosed
 	}
 	defer r.wg.Done()
-	sb, err := r.prepare(ctx, roleProbe, FlavorData)
+	sb, err := r.prepare(ctx, roleProbe, PreloadFull)
 	if err != nil {
 		return nil, fmt.Errorf("probe image versions: %w", err)
 	}

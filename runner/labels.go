@@ -12,8 +12,10 @@ const (
 	LabelInstance = "io.pyexec.instance"
 	// LabelRole says what the container is for (roleExec, roleWarm, ...).
 	LabelRole = "io.pyexec.role"
-	// LabelFlavor says what the harness preloaded ("none" or "data").
-	LabelFlavor = "io.pyexec.flavor"
+	// LabelFlavor says whether the harness preloaded libraries ("none" or
+	// "data"); LabelPreload says which (flavor.go).
+	LabelFlavor  = "io.pyexec.flavor"
+	LabelPreload = "io.pyexec.preload"
 )
 
 const (
@@ -29,4 +31,5 @@ const (
 	logExecID      = "exec_id"
 	logDurationMS  = "duration_ms"
 	logFlavor      = "flavor"
+	logPreload     = "preload"
 )

@@ -120,7 +120,7 @@ func (r *Runner) registerMetrics(reg prometheus.Registerer) error {
 			fromPool(func(p *pool) int64 { return p.refills.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricPoolRefillFailures, Help: "Pool refills that failed (the pool backs off)."},
 			fromPool(func(p *pool) int64 { return p.refillFailures.Load() })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricPoolRetired, Help: "Idle pooled containers discarded unused: dead, too old, or of a previous image."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricPoolRetired, Help: "Idle pooled containers discarded unused: dead, too old, of a previous image, or of a preload no longer in demand."},
 			fromPool(func(p *pool) int64 { return p.retired.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricRemoved, Help: "Containers removed."}, load(&c.removed)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricRemoveFailures, Help: "Container removals that failed (the container may be left for the reaper)."},
@@ -128,7 +128,7 @@ func (r *Runner) registerMetrics(reg prometheus.Registerer) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricImageSwitches, Help: "Times the image of new sandboxes was switched (admin rebuilds)."},
 			load(&c.imageSwitches)),
 	}
-	for _, f := range flavors {
+	for _, f := range []string{FlavorNone, FlavorData} {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        metricPoolIdle,
 			Help:        "Ready containers waiting in the warm pool, by flavor.",

@@ -12,24 +12,26 @@ import (
 )
 
 // pool keeps containers created, started and ready (harness waiting for
-// code, libraries preloaded for FlavorData) so that a request does not pay
+// code, some analytics libraries preloaded) so that a request does not pay
 // for a container's start. Each pooled container serves one request at most
 // and is then discarded like any other; the pool only moves the cost of
 // creating it off the request path.
 //
-// The split between flavors follows demand: an exponentially weighted count
-// of recent requests per flavor sets each flavor's share of the pool.
+// Sandboxes are kept by preload (flavor.go). An exponentially weighted count
+// of recent requests per preload sets each preload's share of the pool, so
+// the pool converges on what the code actually imports: preloading more
+// would cost CPU that a fresh container would not spend.
 type pool struct {
 	r    *Runner
 	size int
 	log  *logrus.Entry
 
 	mu sync.Mutex // guards the fields below
-	// idle holds ready sandboxes per flavor, oldest first.
+	// idle holds ready sandboxes per preload, oldest first.
 	idle map[string][]*sandbox
-	// filling counts prepares under way per flavor.
+	// filling counts prepares under way per preload.
 	filling map[string]int
-	// demand is the weighted count of recent requests per flavor.
+	// demand is the weighted count of recent requests per preload.
 	demand map[string]float64
 	// backoffUntil delays refills after a failure.
 	backoffUntil time.Time
@@ -43,6 +45,9 @@ type pool struct {
 const (
 	// demandDecay is how much each request's weight fades per new request.
 	demandDecay = 0.9
+	// demandFloor drops a preload from the demand table (PreloadNone and
+	// PreloadFull stay, so the pool always has a generic data sandbox).
+	demandFloor = 0.01
 	// maxConcurrentFills bounds container starts the pool makes at once, so
 	// refilling never takes every core from running executions.
 	maxConcurrentFills = 2
@@ -50,9 +55,11 @@ const (
 	janitorPeriod = 2 * time.Second
 	// refillBackoff follows a failed refill.
 	refillBackoff = 2 * time.Second
+	// surplusAge is how long a sandbox whose preload no longer has a place
+	// in the pool stays idle (a superset may still serve) before it is
+	// retired to make room.
+	surplusAge = 10 * time.Second
 )
-
-var flavors = []string{FlavorNone, FlavorData}
 
 func newPool(r *Runner, size int) *pool {
 	return &pool{
@@ -61,41 +68,34 @@ func newPool(r *Runner, size int) *pool {
 		log:     logrus.WithField("component", "pool"),
 		idle:    map[string][]*sandbox{},
 		filling: map[string]int{},
-		demand:  map[string]float64{FlavorNone: 1, FlavorData: 1},
+		demand:  map[string]float64{PreloadNone: 1, PreloadFull: 1},
 		kick:    make(chan struct{}, 1),
 	}
 }
 
-// take returns an idle sandbox for flavor, or nil when none is ready. Code
-// that needs the libraries may take a bare sandbox when no data sandbox is
-// idle: importing them there costs what a cold data sandbox would, without
-// the container start. Plain code never takes a data sandbox: at saturation
-// that would throw away the CPU spent preloading it.
-func (p *pool) take(flavor string) *sandbox {
+// take returns an idle sandbox for code needing preload, or nil when none
+// fits. The best fit is a sandbox with exactly that preload; then one that
+// loaded more (the fewest extra libraries); then, for code that needs
+// libraries, a bare one: importing them there costs what a cold sandbox
+// would, without the container start. Plain code never takes a data
+// sandbox: at saturation that would throw away the CPU spent preloading it.
+func (p *pool) take(preload string) *sandbox {
 	p.mu.Lock()
-	for f := range p.demand {
-		p.demand[f] *= demandDecay
-	}
-	p.demand[flavor]++
-	order := []string{flavor}
-	if flavor == FlavorData {
-		order = append(order, FlavorNone)
-	}
+	p.noteDemandLocked(preload)
 	image := p.r.Image()
 	var got *sandbox
 	var dead []*sandbox
-	for _, f := range order {
-		for len(p.idle[f]) > 0 && got == nil {
-			sb := p.idle[f][0]
-			p.idle[f] = p.idle[f][1:]
-			if sb.alive() && sb.image == image {
-				got = sb
-			} else {
-				dead = append(dead, sb)
-			}
-		}
-		if got != nil {
+	for got == nil {
+		key, ok := p.bestIdleLocked(preload)
+		if !ok {
 			break
+		}
+		sb := p.idle[key][0]
+		p.idle[key] = p.idle[key][1:]
+		if sb.alive() && sb.image == image {
+			got = sb
+		} else {
+			dead = append(dead, sb)
 		}
 	}
 	p.mu.Unlock()
@@ -112,6 +112,43 @@ func (p *pool) take(flavor string) *sandbox {
 	return got
 }
 
+func (p *pool) noteDemandLocked(preload string) {
+	for k := range p.demand {
+		p.demand[k] *= demandDecay
+		if p.demand[k] < demandFloor && k != PreloadNone && k != PreloadFull {
+			delete(p.demand, k)
+		}
+	}
+	p.demand[preload]++
+}
+
+// bestIdleLocked picks the preload whose idle sandboxes fit want best (see
+// take).
+func (p *pool) bestIdleLocked(want string) (string, bool) {
+	if len(p.idle[want]) > 0 {
+		return want, true
+	}
+	if want == PreloadNone {
+		return "", false
+	}
+	best, bestExtra := "", -1
+	for key, list := range p.idle {
+		if len(list) == 0 || key == PreloadNone {
+			continue
+		}
+		if ok, extra := covers(key, want); ok && (bestExtra < 0 || extra < bestExtra || extra == bestExtra && key < best) {
+			best, bestExtra = key, extra
+		}
+	}
+	if bestExtra >= 0 {
+		return best, true
+	}
+	if len(p.idle[PreloadNone]) > 0 {
+		return PreloadNone, true
+	}
+	return "", false
+}
+
 func (p *pool) signal() {
 	select {
 	case p.kick <- struct{}{}:
@@ -119,40 +156,98 @@ func (p *pool) signal() {
 	}
 }
 
-// targets splits the pool size between flavors by demand; with room for
-// both, each keeps at least one so the first request of either kind is warm.
+// targetsLocked splits the pool between preloads by demand. With room for
+// both, bare sandboxes keep at least one place and data sandboxes at least
+// one, so the first request of either kind is warm.
 func (p *pool) targetsLocked() map[string]int {
 	t := map[string]int{}
-	total := p.demand[FlavorNone] + p.demand[FlavorData]
-	data := int(math.Round(float64(p.size) * p.demand[FlavorData] / total))
-	if p.size >= 2 {
-		data = min(max(data, 1), p.size-1)
+	var dataKeys []string
+	var dataDemand float64
+	for k, d := range p.demand {
+		if k != PreloadNone {
+			dataKeys = append(dataKeys, k)
+			dataDemand += d
+		}
 	}
-	t[FlavorData] = data
-	t[FlavorNone] = p.size - data
+	total := p.demand[PreloadNone] + dataDemand
+	bare := int(math.Round(float64(p.size) * p.demand[PreloadNone] / total))
+	if p.size >= 2 {
+		bare = min(max(bare, 1), p.size-1)
+	}
+	t[PreloadNone] = bare
+	// The data places go by largest remainder, ties to the higher demand.
+	places := p.size - bare
+	sort.Slice(dataKeys, func(i, j int) bool {
+		if a, b := p.demand[dataKeys[i]], p.demand[dataKeys[j]]; a != b {
+			return a > b
+		}
+		return dataKeys[i] < dataKeys[j]
+	})
+	if places <= 0 || len(dataKeys) == 0 {
+		return t
+	}
+	type share struct {
+		key  string
+		rest float64
+	}
+	shares := make([]share, 0, len(dataKeys))
+	given := 0
+	for _, k := range dataKeys {
+		exact := float64(places) * p.demand[k] / dataDemand
+		n := int(exact)
+		if n > 0 {
+			t[k] = n
+		}
+		given += n
+		shares = append(shares, share{k, exact - float64(n)})
+	}
+	sort.SliceStable(shares, func(i, j int) bool { return shares[i].rest > shares[j].rest })
+	for i := 0; given < places; i++ {
+		t[shares[i%len(shares)].key]++
+		given++
+	}
 	return t
 }
 
-// nextFillLocked picks the flavor furthest below its target, or "".
-func (p *pool) nextFillLocked() string {
+// nextFillLocked picks the preload furthest below its target, or "" and
+// false. The pool never holds more than its size: when it is full, a
+// sandbox of a preload over its target that has been idle for surplusAge
+// is returned in surplus, for the caller to retire first.
+func (p *pool) nextFillLocked() (key string, surplus *sandbox, ok bool) {
 	if time.Now().Before(p.backoffUntil) {
-		return ""
+		return "", nil, false
 	}
-	inflight := 0
+	inflight, held := 0, 0
 	for _, n := range p.filling {
 		inflight += n
 	}
+	for _, list := range p.idle {
+		held += len(list)
+	}
 	if inflight >= maxConcurrentFills {
-		return ""
+		return "", nil, false
 	}
 	targets := p.targetsLocked()
-	best, bestDeficit := "", 0
-	for _, f := range flavors {
-		if d := targets[f] - len(p.idle[f]) - p.filling[f]; d > bestDeficit {
-			best, bestDeficit = f, d
+	bestDeficit := 0
+	for k, target := range targets {
+		if d := target - len(p.idle[k]) - p.filling[k]; d > bestDeficit || d == bestDeficit && d > 0 && k < key {
+			key, bestDeficit = k, d
 		}
 	}
-	return best
+	if bestDeficit == 0 {
+		return "", nil, false
+	}
+	if held+inflight < p.size {
+		return key, nil, true
+	}
+	for k, list := range p.idle {
+		if len(list) > targets[k] && time.Since(list[0].readyAt) >= surplusAge {
+			surplus = list[0]
+			p.idle[k] = list[1:]
+			return key, surplus, true
+		}
+	}
+	return "", nil, false
 }
 
 // loop refills the pool and retires dead or old sandboxes until ctx ends.
@@ -174,32 +269,36 @@ func (p *pool) loop(ctx context.Context, wg *sync.WaitGroup) {
 func (p *pool) startFills(ctx context.Context, wg *sync.WaitGroup) {
 	for {
 		p.mu.Lock()
-		f := p.nextFillLocked()
-		if f != "" {
-			p.filling[f]++
+		key, surplus, ok := p.nextFillLocked()
+		if ok {
+			p.filling[key]++
 		}
 		p.mu.Unlock()
-		if f == "" {
+		if !ok {
 			return
+		}
+		if surplus != nil {
+			p.retired.Add(1)
+			p.r.discard(context.Background(), surplus)
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.fill(ctx, f)
+			p.fill(ctx, key)
 		}()
 	}
 }
 
-func (p *pool) fill(ctx context.Context, flavor string) {
-	sb, err := p.r.prepare(ctx, roleWarm, flavor)
+func (p *pool) fill(ctx context.Context, preload string) {
+	sb, err := p.r.prepare(ctx, roleWarm, preload)
 	p.mu.Lock()
-	p.filling[flavor]--
+	p.filling[preload]--
 	if err != nil {
 		p.backoffUntil = time.Now().Add(refillBackoff)
 		p.mu.Unlock()
 		if ctx.Err() == nil {
 			p.refillFailures.Add(1)
-			p.log.WithError(err).WithField(logFlavor, flavor).Warn("pool refill failed")
+			p.log.WithError(err).WithField(logPreload, preload).Warn("pool refill failed")
 		}
 		p.signal()
 		return
@@ -218,7 +317,7 @@ func (p *pool) fill(ctx context.Context, flavor string) {
 		return
 	}
 	sb.readyAt = time.Now()
-	p.idle[flavor] = append(p.idle[flavor], sb)
+	p.idle[preload] = append(p.idle[preload], sb)
 	p.mu.Unlock()
 	p.refills.Add(1)
 	p.signal()
@@ -246,16 +345,16 @@ func (p *pool) retireStale(image string) {
 func (p *pool) retire(drop func(*sandbox) bool) int {
 	var out []*sandbox
 	p.mu.Lock()
-	for _, f := range flavors {
-		keep := p.idle[f][:0]
-		for _, sb := range p.idle[f] {
+	for k, list := range p.idle {
+		keep := list[:0]
+		for _, sb := range list {
 			if drop(sb) {
 				out = append(out, sb)
 				continue
 			}
 			keep = append(keep, sb)
 		}
-		p.idle[f] = keep
+		p.idle[k] = keep
 	}
 	p.mu.Unlock()
 	for _, sb := range out {
@@ -269,16 +368,22 @@ func (p *pool) retire(drop func(*sandbox) bool) int {
 func (p *pool) idleCount(flavor string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.idle[flavor])
+	n := 0
+	for k, list := range p.idle {
+		if FlavorOf(k) == flavor {
+			n += len(list)
+		}
+	}
+	return n
 }
 
 // drain discards every idle sandbox (shutdown).
 func (p *pool) drain() {
 	p.mu.Lock()
 	var out []*sandbox
-	for _, f := range flavors {
-		out = append(out, p.idle[f]...)
-		p.idle[f] = nil
+	for k, list := range p.idle {
+		out = append(out, list...)
+		delete(p.idle, k)
 	}
 	p.mu.Unlock()
 	for _, sb := range out {
@@ -286,27 +391,47 @@ func (p *pool) drain() {
 	}
 }
 
-// PoolStats describes the warm pool.
+// PoolStats describes the warm pool. Idle, Filling and Targets count by
+// flavor ("none", "data"); Preloads details each preload.
 type PoolStats struct {
-	Size           int            `json:"size"`
-	Idle           map[string]int `json:"idle"`
-	Filling        map[string]int `json:"filling"`
-	Targets        map[string]int `json:"targets"`
-	Hits           int64          `json:"hits"`
-	Misses         int64          `json:"misses"`
-	Refills        int64          `json:"refills"`
-	RefillFailures int64          `json:"refill_failures"`
-	Retired        int64          `json:"retired"`
-	Containers     []WarmInfo     `json:"containers"`
+	Size           int                     `json:"size"`
+	Idle           map[string]int          `json:"idle"`
+	Filling        map[string]int          `json:"filling"`
+	Targets        map[string]int          `json:"targets"`
+	Preloads       map[string]PreloadStats `json:"preloads"`
+	Hits           int64                   `json:"hits"`
+	Misses         int64                   `json:"misses"`
+	Refills        int64                   `json:"refills"`
+	RefillFailures int64                   `json:"refill_failures"`
+	Retired        int64                   `json:"retired"`
+	Containers     []WarmInfo              `json:"containers"`
+}
+
+// PreloadStats is the pool's state for one preload ("none" stands for
+// PreloadNone).
+type PreloadStats struct {
+	Idle    int     `json:"idle"`
+	Filling int     `json:"filling"`
+	Target  int     `json:"target"`
+	Demand  float64 `json:"demand"`
 }
 
 // WarmInfo describes one idle pooled container.
 type WarmInfo struct {
 	ID          string  `json:"id"`
 	Flavor      string  `json:"flavor"`
+	Preload     string  `json:"preload"`
 	AgeSeconds  float64 `json:"age_seconds"`
 	MemoryBytes int64   `json:"memory_bytes"`
 	PreloadMS   float64 `json:"preload_ms"`
+}
+
+// preloadName is how a preload appears in stats and logs.
+func preloadName(p string) string {
+	if p == PreloadNone {
+		return FlavorNone
+	}
+	return p
 }
 
 func (p *pool) stats() PoolStats {
@@ -314,9 +439,10 @@ func (p *pool) stats() PoolStats {
 	defer p.mu.Unlock()
 	s := PoolStats{
 		Size:           p.size,
-		Idle:           map[string]int{},
-		Filling:        map[string]int{},
-		Targets:        p.targetsLocked(),
+		Idle:           map[string]int{FlavorNone: 0, FlavorData: 0},
+		Filling:        map[string]int{FlavorNone: 0, FlavorData: 0},
+		Targets:        map[string]int{FlavorNone: 0, FlavorData: 0},
+		Preloads:       map[string]PreloadStats{},
 		Hits:           p.hits.Load(),
 		Misses:         p.misses.Load(),
 		Refills:        p.refills.Load(),
@@ -324,13 +450,31 @@ func (p *pool) stats() PoolStats {
 		Retired:        p.retired.Load(),
 		Containers:     []WarmInfo{},
 	}
-	for _, f := range flavors {
-		s.Idle[f] = len(p.idle[f])
-		s.Filling[f] = p.filling[f]
-		for _, sb := range p.idle[f] {
+	targets := p.targetsLocked()
+	keys := map[string]bool{}
+	for _, m := range []map[string]int{targets, p.filling} {
+		for k := range m {
+			keys[k] = true
+		}
+	}
+	for k := range p.idle {
+		keys[k] = true
+	}
+	for k := range keys {
+		ps := PreloadStats{Idle: len(p.idle[k]), Filling: p.filling[k], Target: targets[k], Demand: math.Round(p.demand[k]*100) / 100}
+		if ps == (PreloadStats{}) {
+			continue
+		}
+		s.Preloads[preloadName(k)] = ps
+		f := FlavorOf(k)
+		s.Idle[f] += ps.Idle
+		s.Filling[f] += ps.Filling
+		s.Targets[f] += ps.Target
+		for _, sb := range p.idle[k] {
 			s.Containers = append(s.Containers, WarmInfo{
 				ID:          shortID(sb.id),
 				Flavor:      f,
+				Preload:     preloadName(k),
 				AgeSeconds:  math.Round(time.Since(sb.readyAt).Seconds()*10) / 10,
 				MemoryBytes: sb.ready.MemoryBytes,
 				PreloadMS:   sb.ready.PreloadMS,

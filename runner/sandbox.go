@@ -25,9 +25,11 @@ const maxStderrBytes = 16 << 10
 // sandbox is one started container whose harness is attached and ready.
 // It serves exactly one execution and is then discarded.
 type sandbox struct {
-	id     string
-	flavor string
-	ready  readyInfo
+	id string
+	// preload is what the harness imported before the code (flavor.go).
+	preload string
+	flavor  string
+	ready   readyInfo
 	// image is the image the container was created from.
 	image string
 	// readyAt is when the sandbox entered the pool (zero if cold).
@@ -43,6 +45,9 @@ type sandbox struct {
 	quit chan struct{}
 	// done is closed when the demux and frame goroutines have both ended.
 	done chan struct{}
+	// streamEnd is closed when the attach stream has ended: the container
+	// exited (or the connection was closed). nil until attached.
+	streamEnd chan struct{}
 }
 
 type readyInfo struct {
@@ -105,25 +110,26 @@ type wireResult struct {
 
 // prepare creates, attaches and starts a container and waits until its
 // harness reports ready. On error nothing is left behind.
-func (r *Runner) prepare(ctx context.Context, role, flavor string) (*sandbox, error) {
-	return r.prepareWith(ctx, role, flavor, nil)
+func (r *Runner) prepare(ctx context.Context, role, preload string) (*sandbox, error) {
+	return r.prepareWith(ctx, role, preload, nil)
 }
 
 // prepareWith is prepare with the image's entrypoint replaced (if not nil).
-func (r *Runner) prepareWith(ctx context.Context, role, flavor string, entrypoint []string) (_ *sandbox, retErr error) {
+func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoint []string) (_ *sandbox, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.StartTimeout)
 	defer cancel()
 
 	start := time.Now()
-	sp := r.sandboxSpec(role, flavor, entrypoint)
+	sp := r.sandboxSpec(role, preload, entrypoint)
+	flavor := FlavorOf(preload)
 	sp.config.Image = r.Image() // Options.Image, or what SetImage switched to
 	resp, err := r.cli.ContainerCreate(ctx, sp.config, sp.host, sp.network, nil, "")
 	if err != nil {
 		return nil, r.classify(fmt.Errorf("create container: %w", err))
 	}
 	r.metrics.countCreated(role)
-	sb := &sandbox{id: resp.ID, flavor: flavor, image: sp.config.Image, quit: make(chan struct{}), done: make(chan struct{})}
-	log := logctx.From(ctx).WithFields(logrus.Fields{logContainerID: shortID(sb.id), logRole: role, logFlavor: flavor})
+	sb := &sandbox{id: resp.ID, preload: preload, flavor: flavor, image: sp.config.Image, quit: make(chan struct{}), done: make(chan struct{})}
+	log := logctx.From(ctx).WithFields(logrus.Fields{logContainerID: shortID(sb.id), logRole: role, logPreload: preloadName(preload)})
 	log.WithFields(logrus.Fields{logImage: sb.image, logDurationMS: ms(time.Since(start))}).Debug("container created")
 	defer func() {
 		if retErr != nil {
@@ -176,9 +182,11 @@ func (r *Runner) readFrames(sb *sandbox) {
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
 	wg.Add(2)
+	sb.streamEnd = make(chan struct{})
 	go func() {
 		defer wg.Done()
 		_, err := stdcopy.StdCopy(pw, sb.stderr, sb.conn.Reader)
+		close(sb.streamEnd)
 		pw.CloseWithError(err) // nil err closes with io.EOF
 	}()
 	go func() {

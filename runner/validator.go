@@ -55,7 +55,7 @@ func (r *Runner) Validate(ctx context.Context, code string) (Validation, error) 
 			r.discard(ctx, v.sb)
 			v.sb = nil
 		}
-		sb, err := r.prepareWith(context.WithoutCancel(ctx), roleValidator, FlavorNone, validatorEntrypoint)
+		sb, err := r.prepareWith(context.WithoutCancel(ctx), roleValidator, PreloadNone, validatorEntrypoint)
 		if err != nil {
 			return Validation{}, fmt.Errorf("start validator: %w", err)
 		}

@@ -141,6 +141,9 @@ type phaseResult struct {
 	// PoolRefillS is how long after the phase the pool took to be full
 	// again (negative: it was not full within the wait).
 	PoolRefillS jsonFloat `json:"pool_refill_s"`
+	// HostCPUMSPerOK is the host's busy CPU during the phase per successful
+	// request, in ms: what one execution costs the machine on this path.
+	HostCPUMSPerOK jsonFloat `json:"host_cpu_ms_per_ok"`
 	// RSSMaxBytes is the service process's largest VmRSS seen in the phase.
 	RSSMaxBytes int64 `json:"rss_max_bytes,omitempty"`
 }
@@ -151,12 +154,13 @@ const maxErrorSamples = 3
 // throughput is successful requests per second of elapsed time.
 func aggregate(outs []outcome, elapsed time.Duration) phaseResult {
 	r := phaseResult{
-		Requests:      len(outs),
-		Errors:        map[string]int{},
-		ElapsedS:      elapsed.Seconds(),
-		ExecMSP50:     jsonFloat(math.NaN()),
-		DurationMSP50: jsonFloat(math.NaN()),
-		PoolRefillS:   jsonFloat(math.NaN()),
+		Requests:       len(outs),
+		Errors:         map[string]int{},
+		ElapsedS:       elapsed.Seconds(),
+		ExecMSP50:      jsonFloat(math.NaN()),
+		DurationMSP50:  jsonFloat(math.NaN()),
+		PoolRefillS:    jsonFloat(math.NaN()),
+		HostCPUMSPerOK: jsonFloat(math.NaN()),
 	}
 	var lat, exec, dur []float64
 	for _, o := range outs {

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -125,4 +127,46 @@ func (s *rssSampler) during(ctx context.Context, fn func()) int64 {
 		s.lastErr = w.lastErr
 	}
 	return w.max
+}
+
+// hostBusyMS is the CPU time all CPUs of the host have spent busy since
+// boot (every /proc/stat "cpu" field but idle and iowait), in ms.
+func hostBusyMS() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		ticks += n
+	}
+	return ticks * 1000 / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// cpuPerOK runs fn and returns the host's busy CPU per successful request
+// during it, in ms (NaN when it cannot be read or nothing succeeded). It
+// counts everything on the host: engine, shims, containers, service.
+func cpuPerOK(fn func() int) float64 {
+	before, err := hostBusyMS()
+	ok := fn()
+	after, err2 := hostBusyMS()
+	if err != nil || err2 != nil || ok == 0 {
+		return math.NaN()
+	}
+	return (after - before) / float64(ok)
 }

@@ -62,7 +62,7 @@ func fmtSettings(m map[string]any) string {
 func oneLine(r phaseResult) string {
 	return fmt.Sprintf("n=%d ok=%d 429=%d errors=%s p50=%s p95=%s p99=%s ms, %.2f req/s, exec p50 %s ms",
 		r.Requests, r.OK, r.Busy, fmtCounts(r.Errors), fmtMS(nanIfEmpty(r, r.Latency.P50)),
-		fmtMS(nanIfEmpty(r, r.Latency.P95)), fmtMS(nanIfEmpty(r, r.Latency.P99)), r.ThroughputRPS, fmtMS(float64(r.ExecMSP50)))
+		fmtMS(nanIfEmpty(r, r.Latency.P95)), fmtMS(nanIfEmpty(r, r.Latency.P99)), r.ThroughputRPS, fmtMS(float64(r.ExecMSP50))) + fmt.Sprintf(", cpu %s ms/req", fmtMS(float64(r.HostCPUMSPerOK)))
 }
 
 func nanIfEmpty(r phaseResult, v float64) float64 {
@@ -178,7 +178,7 @@ func checkThresholds(o *options, r *report) {
 // printReport prints the tables, ratios, memory and verdict.
 func printReport(w io.Writer, r *report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\ttarget\tworkload\tconc\tn\tok\t429\terrors\tp50 ms\tp95 ms\tp99 ms\treq/s\texec p50 ms\tsandbox\tpool hit/miss\trefill s\t")
+	fmt.Fprintln(tw, "phase\ttarget\tworkload\tconc\tn\tok\t429\terrors\tp50 ms\tp95 ms\tp99 ms\treq/s\tcpu ms/req\texec p50 ms\tsandbox\tpool hit/miss\trefill s\t")
 	rows := append([]phaseResult{}, r.Phases...)
 	if r.Lifecycle != nil {
 		rows = append(rows, *r.Lifecycle)
@@ -196,14 +196,15 @@ func printReport(w io.Writer, r *report) {
 				refill = "timeout"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n",
 			p.Phase, p.Target, p.Workload, conc, p.Requests, p.OK, p.Busy, fmtCounts(p.Errors),
 			fmtMS(nanIfEmpty(p, p.Latency.P50)), fmtMS(nanIfEmpty(p, p.Latency.P95)), fmtMS(nanIfEmpty(p, p.Latency.P99)),
-			p.ThroughputRPS, fmtMS(float64(p.ExecMSP50)), fmtCounts(p.Sandboxes), pool, refill)
+			p.ThroughputRPS, fmtMS(float64(p.HostCPUMSPerOK)), fmtMS(float64(p.ExecMSP50)), fmtCounts(p.Sandboxes), pool, refill)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "latency: client-side, successful requests only (429 and errors apart); service: POST sent to body read;"+
-		" naive: create to output read (the removal after it is not in the latency but is in req/s)")
+		" naive: create to output read (the removal after it is not in the latency but is in req/s);"+
+		" cpu ms/req: the whole host's busy CPU during the phase per successful request")
 	for _, p := range rows {
 		for _, s := range p.ErrorSamples {
 			fmt.Fprintf(w, "  error %s %s %s: %s\n", p.Phase, p.Target, p.Workload, s)

@@ -298,8 +298,12 @@ func servicePhase(ctx context.Context, o *options, rep *report, svc *service, rs
 	}
 	var outs []outcome
 	var elapsed time.Duration
-	rssMax := rss.during(ctx, func() { outs, elapsed = drive() })
+	var cpu float64
+	rssMax := rss.during(ctx, func() {
+		cpu = cpuPerOK(func() int { outs, elapsed = drive(); return countOK(outs) })
+	})
 	res := aggregate(outs, elapsed)
+	res.HostCPUMSPerOK = jsonFloat(cpu)
 	res.Phase, res.Target, res.Workload = phase, "service", name
 	res.RSSMaxBytes = rssMax
 	if phase == "low-rate" {
@@ -359,8 +363,11 @@ func setupNaive(ctx context.Context, o *options, rep *report, cli *client.Client
 
 // naivePhase runs and summarises one phase that does not involve the service.
 func naivePhase(o *options, phase, target, name string, conc int, drive func() ([]outcome, time.Duration)) phaseResult {
-	outs, el := drive()
+	var outs []outcome
+	var el time.Duration
+	cpu := cpuPerOK(func() int { outs, el = drive(); return countOK(outs) })
 	res := aggregate(outs, el)
+	res.HostCPUMSPerOK = jsonFloat(cpu)
 	res.Phase, res.Target, res.Workload, res.Concurrency = phase, target, name, conc
 	if phase == "low-rate" {
 		res.Rate = o.rate
@@ -501,4 +508,14 @@ func redact(settings map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+func countOK(outs []outcome) int {
+	n := 0
+	for _, o := range outs {
+		if o.ok {
+			n++
+		}
+	}
+	return n
 }

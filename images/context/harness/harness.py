@@ -3,12 +3,15 @@
 Process layout (the container is discarded after one execution):
 
   supervisor (this file's main, PID 1 of the container, trusted)
-    - optionally preloads the analytics libraries (PYEXEC_PRELOAD=data)
-    - writes a "ready" frame on the container's stdout
-    - reads one request line (JSON) from stdin
-    - forks the runner child, captures its stdout/stderr through pipes with
-      size caps, enforces the deadline, and writes the result frames
+    - forks the runner child at once, and writes a "ready" frame on the
+      container's stdout when the child says it is ready
+    - reads one request line (JSON) from stdin and passes it to the child
+    - captures the child's stdout/stderr through pipes with size caps,
+      enforces the deadline, and writes the result frames
   runner child (untrusted once user code starts)
+    - before the request: optionally preloads analytics libraries
+      (PYEXEC_PRELOAD: "none", or names joined by commas, e.g.
+      "numpy,matplotlib"), warms its code paths, reports ready
     - runs the user's code as __main__, collects rich outputs, reports back
       over a private pipe, never touches the container's stdout
 
@@ -26,7 +29,7 @@ shape, so the child cannot set any field outside it).
 
 import json
 import os
-import selectors
+import select
 import signal
 import sys
 import time
@@ -91,26 +94,55 @@ def prepare_matplotlib_config():
         pass
 
 
-def preload():
-    """Imports the analytics libraries so user code that needs them starts warm."""
-    import numpy  # noqa: F401
-    import pandas  # noqa: F401
-    import matplotlib
+# What each preloadable library imports, in order. The service asks only for
+# what the code imports (runner/flavor.go); anything else is ignored.
+PRELOADS = {
+    "numpy": ("numpy",),
+    "pandas": ("pandas",),
+    "matplotlib": ("matplotlib", "matplotlib.pyplot"),
+    "scipy": ("scipy",),
+    "plotly": ("plotly.graph_objects",),
+    "seaborn": ("seaborn",),
+}
 
-    matplotlib.use(os.environ.get("MPLBACKEND", "agg"))
-    import matplotlib.pyplot  # noqa: F401
-    import plotly.graph_objects  # noqa: F401
-    import plotly.express  # noqa: F401
 
-    # Render once so font caches and the Agg renderer are warm in every child
-    # (the first render in a fresh process costs ~100 ms more).
-    import io
+def parse_preload(value):
+    """The libraries named by PYEXEC_PRELOAD, in a safe import order."""
+    names = set((value or "").split(","))
+    return [lib for lib in PRELOADS if lib in names]
 
-    fig = matplotlib.pyplot.figure(figsize=(2, 2))
-    fig.gca().plot([0, 1], [0, 1])
-    fig.gca().set_title("warm")
-    fig.savefig(io.BytesIO(), format="png")
-    matplotlib.pyplot.close(fig)
+
+def preload(libs):
+    """Imports the libraries so user code that needs them starts warm (in
+    the child, before any user code). A library that fails to import is
+    left for the code to import, and fail, itself."""
+    for lib in libs:
+        try:
+            if lib == "matplotlib":
+                import matplotlib
+
+                matplotlib.use(os.environ.get("MPLBACKEND", "agg"))
+            for module in PRELOADS[lib]:
+                __import__(module)
+            if lib == "plotly" and "pandas" in libs:
+                import plotly.express  # noqa: F401  (it needs pandas)
+        except Exception:
+            pass
+    if "matplotlib" in libs:
+        # Render once so font caches and the Agg renderer are warm (the first
+        # render in a fresh process costs ~100 ms more).
+        try:
+            import io
+
+            import matplotlib.pyplot
+
+            fig = matplotlib.pyplot.figure(figsize=(2, 2))
+            fig.gca().plot([0, 1], [0, 1])
+            fig.gca().set_title("warm")
+            fig.savefig(io.BytesIO(), format="png")
+            matplotlib.pyplot.close(fig)
+        except Exception:
+            pass
 
 
 def library_versions():
@@ -182,15 +214,38 @@ def peak_memory():
 # ---------------------------------------------------------------- the child
 
 
-def child_main(req_r, res_w):
-    """Runs in the forked child: sets up, waits for the request the
-    supervisor passes on req_r, runs it. Never returns."""
+def child_main(req_r, res_w, out_w, err_w, libs):
+    """Runs in the forked child: loads the libraries, sets up, tells the
+    supervisor it is ready, waits for the request the supervisor passes on
+    req_r, runs it. Never returns.
+
+    The child, not the supervisor, imports the libraries: in its own memory
+    they cost what a fresh process pays, where importing them before the
+    fork made the child copy, page by page, all it touched of them (about
+    160 ms of CPU per chart in a VM). Its fd 1 and 2 are /dev/null until
+    the imports are done, so nothing they print reaches the user's output."""
     code = 0
     try:
+        t0 = time.monotonic()
         import runner_child
 
+        preload(libs)
+        runner_child.prepare(preloaded=libs)
+        # What is loaded now lives as long as the process: keep it out of
+        # the collector, so a full collection while the code runs does not
+        # walk the libraries again.
+        import gc
+
+        gc.freeze()
+        preload_ms = round((time.monotonic() - t0) * 1000, 3)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
         runner_child.setup()
         runner_child.warm()
+        ready = dumps({"preload_ms": preload_ms, "versions": library_versions()}).encode("utf-8")
+        os.write(res_w, b"ready %d\n" % len(ready) + ready)
         chunks = []
         while True:
             data = os.read(req_r, 1 << 16)
@@ -209,7 +264,7 @@ def child_main(req_r, res_w):
 class Child:
     """The runner child, forked ahead of the request, and its pipes."""
 
-    def __init__(self):
+    def __init__(self, libs):
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
@@ -223,10 +278,34 @@ class Child:
                 setup_child_fds(out_w, err_w, res_w, req_r)
             except BaseException:
                 os._exit(71)
-            child_main(req_r, res_w)
+            child_main(req_r, res_w, out_w, err_w, libs)
         for fd in (out_w, err_w, res_w, req_r):
             os.close(fd)
         self.pid, self.out_r, self.err_r, self.res_r, self.req_w = pid, out_r, err_r, res_r, req_w
+
+    def wait_ready(self):
+        """Waits for the child's ready message; returns it, or None when the
+        child died first."""
+        buf = b""
+        while True:
+            nl = buf.find(b"\n")
+            if nl >= 0:
+                head = buf[:nl].split(b" ")
+                if len(head) != 2 or head[0] != b"ready" or not head[1].isdigit():
+                    return None
+                end = nl + 1 + int(head[1])
+                if len(buf) >= end:
+                    try:
+                        msg = json.loads(buf[nl + 1 : end])
+                    except ValueError:
+                        return None
+                    return msg if isinstance(msg, dict) else None
+            if len(buf) > MAX_REPORT_BYTES:
+                return None
+            data = os.read(self.res_r, 1 << 16)
+            if not data:
+                return None
+            buf += data
 
     def send(self, line):
         """Hands the request to the child; EPIPE means it already died."""
@@ -240,11 +319,13 @@ class Child:
 
 
 def setup_child_fds(out_w, err_w, res_w, req_r):
-    devnull = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    keep = {0, 1, 2, res_w, req_r}
+    """The child's descriptors: stdin, stdout and stderr on /dev/null (the
+    capture pipes go on 1 and 2 once the libraries are loaded), the four
+    pipe ends, and nothing else: not the container's stdout."""
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    keep = {0, 1, 2, out_w, err_w, res_w, req_r}
     for fd in _open_fds():
         if fd not in keep:
             try:
@@ -373,10 +454,10 @@ def supervise(child, request, line):
     started = time.monotonic()
     child.send(line)
     sinks = {out_r: stdout.feed, err_r: stderr.feed, res_r: reports.feed}
-    sel = selectors.DefaultSelector()
+    poller = select.poll()  # not selectors: one import less in every sandbox
     for fd in sinks:
         os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
+        poller.register(fd, select.POLLIN)
 
     deadline = started + timeout
     timed_out = False
@@ -399,8 +480,7 @@ def supervise(child, request, line):
         wait = 0.05 if wait_status is None else DRAIN_GRACE_SECONDS
         if wait_status is None:
             wait = max(0.0, min(wait, deadline - now))
-        for key, _ in sel.select(wait):
-            fd = key.fd
+        for fd, _ in poller.poll(wait * 1000):
             try:
                 data = os.read(fd, 1 << 16)
             except BlockingIOError:
@@ -408,7 +488,7 @@ def supervise(child, request, line):
             if data:
                 sinks[fd](data)
             else:
-                sel.unregister(fd)
+                poller.unregister(fd)
                 os.close(fd)
                 del sinks[fd]
     if wait_status is None and _reported(reports):
@@ -562,30 +642,21 @@ def main():
     sys.path.insert(0, HARNESS_DIR)
     prepare_matplotlib_config()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    mode = os.environ.get("PYEXEC_PRELOAD", "none")
-    t0 = time.monotonic()
-    if mode == "data":
-        preload()
-    import runner_child
-
-    runner_child.prepare(preloaded=(mode == "data"))
-    # Everything loaded so far lives as long as the process: keep it out of
-    # the collector, so a full collection in the child does not walk (and
-    # copy, page by page) the preloaded libraries: ~640 ms -> ~3 ms.
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    # Fork the runner child now, so the fork and its setup are paid before
-    # the request (in a VM a fork with its copy-on-write faults costs ms).
-    child = Child()
+    libs = parse_preload(os.environ.get("PYEXEC_PRELOAD"))
+    # Fork the runner child first, while this process is small: the fork,
+    # the child's imports and its setup are all paid before the request.
+    child = Child(libs)
+    ready = child.wait_ready()
+    if ready is None:
+        write_frame("error", dumps({"message": "the runner process failed to start"}))
+        return 2
     write_frame(
         "ready",
         dumps(
             {
-                "preload": mode,
-                "preload_ms": round((time.monotonic() - t0) * 1000, 3),
-                "versions": library_versions(),
+                "preload": ",".join(libs) or "none",
+                "preload_ms": ready.get("preload_ms"),
+                "versions": ready.get("versions"),
                 "memory_bytes": memory_usage(),
             }
         ),
@@ -603,4 +674,9 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Every frame went out with os.write: skip the interpreter's teardown
+    # (tens of ms with the libraries loaded), so the container exits, and can
+    # be removed cheaply, as soon as it has answered.
+    sys.stderr.flush()
+    os._exit(status)

@@ -31,7 +31,7 @@ How outputs are caught
 * display(*objs) is a builtin in the child: DataFrame/Series -> dataframes,
   figures -> charts, anything else prints its (capped) repr to stdout.
 * The hooks are installed without importing anything heavy: modules already
-  imported (PYEXEC_PRELOAD=data) are patched in before(); the others are
+  imported (preloaded, PYEXEC_PRELOAD) are patched in before(); the others are
   patched when the user's code imports them, by a sys.meta_path finder that
   only reacts to four module names and wraps that module's exec_module.
 
@@ -144,8 +144,9 @@ _state = None  # the _State of this execution (one per child process)
 def prepare(preloaded):
     """Supervisor, before "ready" (before fork). Patches the libraries already
     imported here (a forked child pays for every page it writes, ~2-5 ms for
-    the patches), and with the libraries preloaded imports the submodules
-    that rendering pulls in lazily, so no execution pays for them."""
+    the patches), and for the libraries preloaded (a list of names) imports
+    the submodules that rendering pulls in lazily, so no execution pays for
+    them."""
     global _state
     _patch_loaded()
     try:  # a dry run, so a child does not pay for first-time work
@@ -154,16 +155,16 @@ def prepare(preloaded):
     except BaseException:
         pass
     _state = None
-    if not preloaded:
-        return
     # Not plotly.io._renderers: ~100 ms, and the patched BaseFigure.show
     # never needs it.
-    for name in (
-        "pandas.io.formats.html",
-        "matplotlib.backends.backend_agg",
-        "PIL.PngImagePlugin",
-        "plotly.io._json",
+    for lib, name in (
+        ("pandas", "pandas.io.formats.html"),
+        ("matplotlib", "matplotlib.backends.backend_agg"),
+        ("matplotlib", "PIL.PngImagePlugin"),
+        ("plotly", "plotly.io._json"),
     ):
+        if lib not in preloaded:
+            continue
         try:
             __import__(name)
         except Exception:
