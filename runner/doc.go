@@ -6,9 +6,9 @@
 // queue) and reaps containers left behind by an earlier run of the service.
 //
 // A container never serves two executions. The warm pool (pool.go) creates
-// and starts containers ahead of demand, split between bare and data-preloaded
-// ones by recent demand, so that a request does not wait for a start; each
-// still serves one execution. The validator (validator.go) is one long-lived,
+// and starts containers ahead of demand, bare or with the analytics libraries
+// recent code imported already loaded (flavor.go), so that a request does not
+// wait for a start or an import; each still serves one execution. The validator (validator.go) is one long-lived,
 // equally locked-down container that only parses code, never runs it. The
 // runner never interprets the user's code itself; it forwards the policy rules
 // to the harness and the validator, which enforce them. SetImage switches to a

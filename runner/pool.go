@@ -104,11 +104,14 @@ func (p *pool) take(preload string) *sandbox {
 		p.r.discard(context.Background(), sb)
 	}
 	if got != nil {
+		// The refill starts when this execution is done (Runner.Run): a
+		// container start takes both cores for a moment here, and would
+		// slow the execution it replaces.
 		p.hits.Add(1)
 	} else {
 		p.misses.Add(1)
+		p.signal()
 	}
-	p.signal()
 	return got
 }
 

@@ -231,6 +231,9 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 	defer r.discard(ctx, sb)
+	if sb.warm {
+		defer r.pool.signal() // refill once the answer is out (pool.take)
+	}
 	log.WithFields(logrus.Fields{logContainerID: shortID(sb.id), logDurationMS: ms(time.Since(t0)), "warm": sb.warm}).
 		Debug("sandbox ready")
 	res, err := r.exec(ctx, sb, req)

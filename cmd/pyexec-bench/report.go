@@ -31,7 +31,7 @@ func printHeader(w io.Writer, r *report) {
 	}
 	var total int64
 	for _, c := range s.WarmContainers {
-		fmt.Fprintf(w, "warm     %s  %-4s  %s  preload %s ms  age %.0f s\n", c.ID, c.Flavor, mb(c.MemoryBytes), fmtMS(c.PreloadMS), c.AgeSeconds)
+		fmt.Fprintf(w, "warm     %s  %-4s  %-30s  %s  preload %s ms  age %.0f s\n", c.ID, c.Flavor, c.Preload, mb(c.MemoryBytes), fmtMS(c.PreloadMS), c.AgeSeconds)
 		total += c.MemoryBytes
 	}
 	if len(s.WarmContainers) > 0 {
