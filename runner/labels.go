@@ -30,6 +30,5 @@ const (
 	logContainerID = "container_id"
 	logExecID      = "exec_id"
 	logDurationMS  = "duration_ms"
-	logFlavor      = "flavor"
 	logPreload     = "preload"
 )

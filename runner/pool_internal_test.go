@@ -24,8 +24,7 @@ var fakeSeq int
 // since age ago.
 func addIdle(p *pool, preload string, age time.Duration) *sandbox {
 	fakeSeq++
-	sb := &sandbox{id: fmt.Sprintf("fake%d", fakeSeq), preload: preload, flavor: FlavorOf(preload),
-		image: "img", readyAt: time.Now().Add(-age)}
+	sb := &sandbox{id: fmt.Sprintf("fake%d", fakeSeq), preload: preload, image: "img", readyAt: time.Now().Add(-age)}
 	p.idle[preload] = append(p.idle[preload], sb)
 	return sb
 }

@@ -28,7 +28,6 @@ type sandbox struct {
 	id string
 	// preload is what the harness imported before the code (flavor.go).
 	preload string
-	flavor  string
 	ready   readyInfo
 	// image is the image the container was created from.
 	image string
@@ -121,14 +120,13 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 
 	start := time.Now()
 	sp := r.sandboxSpec(role, preload, entrypoint)
-	flavor := FlavorOf(preload)
 	sp.config.Image = r.Image() // Options.Image, or what SetImage switched to
 	resp, err := r.cli.ContainerCreate(ctx, sp.config, sp.host, sp.network, nil, "")
 	if err != nil {
 		return nil, r.classify(fmt.Errorf("create container: %w", err))
 	}
 	r.metrics.countCreated(role)
-	sb := &sandbox{id: resp.ID, preload: preload, flavor: flavor, image: sp.config.Image, quit: make(chan struct{}), done: make(chan struct{})}
+	sb := &sandbox{id: resp.ID, preload: preload, image: sp.config.Image, quit: make(chan struct{}), done: make(chan struct{})}
 	log := logctx.From(ctx).WithFields(logrus.Fields{logContainerID: shortID(sb.id), logRole: role, logPreload: preloadName(preload)})
 	log.WithFields(logrus.Fields{logImage: sb.image, logDurationMS: ms(time.Since(start))}).Debug("container created")
 	defer func() {
@@ -248,7 +246,7 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 
 	timer := time.NewTimer(req.Timeout + r.opts.KillGrace)
 	defer timer.Stop()
-	res := Result{Flavor: sb.flavor, Warm: sb.warm, Outputs: emptyOutputs()}
+	res := Result{Flavor: FlavorOf(sb.preload), Warm: sb.warm, Outputs: emptyOutputs()}
 	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
 	gotResult := false
 	for {
@@ -308,7 +306,7 @@ func (r *Runner) diagnose(ctx context.Context, sb *sandbox, req Request, start t
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	res := Result{Flavor: sb.flavor, Outputs: emptyOutputs(), ExecutionTime: time.Since(start)}
+	res := Result{Flavor: FlavorOf(sb.preload), Outputs: emptyOutputs(), ExecutionTime: time.Since(start)}
 	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
 	if state != nil && state.OOMKilled {
 		res.Status = StatusOutOfMemory
@@ -336,7 +334,7 @@ func (r *Runner) diagnose(ctx context.Context, sb *sandbox, req Request, start t
 func timeoutResult(sb *sandbox, req Request, elapsed time.Duration, mem int64) Result {
 	res := Result{
 		Status:        StatusTimeout,
-		Flavor:        sb.flavor,
+		Flavor:        FlavorOf(sb.preload),
 		Outputs:       emptyOutputs(),
 		ExecutionTime: elapsed,
 		Error: &ExecError{

@@ -196,6 +196,14 @@ func aggregate(outs []outcome, elapsed time.Duration) phaseResult {
 	return r
 }
 
+// setHostCPU records the host's busy CPU during the phase (ms) per
+// successful request.
+func (r *phaseResult) setHostCPU(ms float64) {
+	if r.OK > 0 {
+		r.HostCPUMSPerOK = jsonFloat(ms / float64(r.OK))
+	}
+}
+
 // p50 is the phase's median latency, NaN without successes.
 func (r *phaseResult) p50() float64 {
 	if r.Latency.N == 0 {

@@ -158,15 +158,15 @@ func hostBusyMS() (float64, error) {
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// cpuPerOK runs fn and returns the host's busy CPU per successful request
-// during it, in ms (NaN when it cannot be read or nothing succeeded). It
-// counts everything on the host: engine, shims, containers, service.
-func cpuPerOK(fn func() int) float64 {
+// hostCPUDuring runs fn and returns the host's busy CPU during it, in ms
+// (NaN when /proc/stat cannot be read). It counts everything on the host:
+// engine, shims, containers, service.
+func hostCPUDuring(fn func()) float64 {
 	before, err := hostBusyMS()
-	ok := fn()
+	fn()
 	after, err2 := hostBusyMS()
-	if err != nil || err2 != nil || ok == 0 {
+	if err != nil || err2 != nil {
 		return math.NaN()
 	}
-	return (after - before) / float64(ok)
+	return after - before
 }

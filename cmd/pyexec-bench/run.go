@@ -300,10 +300,10 @@ func servicePhase(ctx context.Context, o *options, rep *report, svc *service, rs
 	var elapsed time.Duration
 	var cpu float64
 	rssMax := rss.during(ctx, func() {
-		cpu = cpuPerOK(func() int { outs, elapsed = drive(); return countOK(outs) })
+		cpu = hostCPUDuring(func() { outs, elapsed = drive() })
 	})
 	res := aggregate(outs, elapsed)
-	res.HostCPUMSPerOK = jsonFloat(cpu)
+	res.setHostCPU(cpu)
 	res.Phase, res.Target, res.Workload = phase, "service", name
 	res.RSSMaxBytes = rssMax
 	if phase == "low-rate" {
@@ -365,9 +365,9 @@ func setupNaive(ctx context.Context, o *options, rep *report, cli *client.Client
 func naivePhase(o *options, phase, target, name string, conc int, drive func() ([]outcome, time.Duration)) phaseResult {
 	var outs []outcome
 	var el time.Duration
-	cpu := cpuPerOK(func() int { outs, el = drive(); return countOK(outs) })
+	cpu := hostCPUDuring(func() { outs, el = drive() })
 	res := aggregate(outs, el)
-	res.HostCPUMSPerOK = jsonFloat(cpu)
+	res.setHostCPU(cpu)
 	res.Phase, res.Target, res.Workload, res.Concurrency = phase, target, name, conc
 	if phase == "low-rate" {
 		res.Rate = o.rate
@@ -508,14 +508,4 @@ func redact(settings map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-func countOK(outs []outcome) int {
-	n := 0
-	for _, o := range outs {
-		if o.ok {
-			n++
-		}
-	}
-	return n
 }

@@ -297,27 +297,20 @@ class Child:
 
     def wait_ready(self):
         """Waits for the child's ready message; returns it, or None when the
-        child died first."""
-        buf = b""
-        while True:
-            nl = buf.find(b"\n")
-            if nl >= 0:
-                head = buf[:nl].split(b" ")
-                if len(head) != 2 or head[0] != b"ready" or not head[1].isdigit():
-                    return None
-                end = nl + 1 + int(head[1])
-                if len(buf) >= end:
-                    try:
-                        msg = json.loads(buf[nl + 1 : end])
-                    except ValueError:
-                        return None
-                    return msg if isinstance(msg, dict) else None
-            if len(buf) > MAX_REPORT_BYTES:
+        child died first or sent something else."""
+        reader = ReportReader(0)
+        while b"ready" not in reader.kinds:
+            if reader.overflow or reader.malformed:
                 return None
             data = os.read(self.res_r, 1 << 16)
             if not data:
                 return None
-            buf += data
+            reader.feed(data)
+        try:
+            msg = json.loads(reader.messages()["ready"])
+        except ValueError:
+            return None
+        return msg if isinstance(msg, dict) else None
 
     def send(self, line):
         """Hands the request to the child; EPIPE means it already died."""
@@ -381,7 +374,8 @@ class Capped:
 
 class ReportReader:
     """Parses the child's messages on the result pipe:
-    b"<kind> <length>\\n" + payload, for kinds "report" and "outputs"."""
+    b"<kind> <length>\\n" + payload, for kinds "ready" (before the request),
+    "report" and "outputs"."""
 
     def __init__(self, max_outputs):
         self.buf = bytearray()
@@ -392,6 +386,7 @@ class ReportReader:
         # one starts (headers are scanned as data arrives, once each).
         self.kinds = set()
         self.scan_pos = 0
+        self.malformed = False
 
     def feed(self, data):
         self.total += len(data)
@@ -402,10 +397,14 @@ class ReportReader:
         while True:
             nl = self.buf.find(b"\n", self.scan_pos, self.scan_pos + 64)
             if nl < 0:
+                if len(self.buf) - self.scan_pos >= 64:  # no header is that long
+                    self.malformed = True
+                    self.scan_pos = self.max_total
                 return
             parts = bytes(self.buf[self.scan_pos : nl]).split(b" ")
             if len(parts) != 2 or not parts[1].isdigit():
-                self.scan_pos = self.max_total  # malformed: stop scanning
+                self.malformed = True
+                self.scan_pos = self.max_total  # stop scanning
                 return
             end = nl + 1 + int(parts[1])
             if end > len(self.buf):
