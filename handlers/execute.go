@@ -70,9 +70,10 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 	addLogField(r.Context(), "code_bytes", len(req.Code))
 
 	// Code that cannot parse or breaks the policy is answered without a
-	// container. The harness checks again inside the sandbox, so when the
-	// validator is unavailable the execution simply goes ahead.
-	res, rejected := h.precheck(r, req.Code)
+	// container. When the validator is unavailable the execution goes ahead
+	// and the sandbox checks the policy itself before running the code.
+	res, checked, rejected := h.precheck(r, req.Code)
+	req.PolicyChecked = checked
 	outcome := outcomeRejected
 	if !rejected {
 		res, err = h.opts.Runner.Run(r.Context(), req)
@@ -160,17 +161,18 @@ func invalidCode(vs []policy.Violation) *apiError {
 	}
 }
 
-// precheck validates code without running it. It returns a finished
-// Result and true when the code must not run.
-func (h *handler) precheck(r *http.Request, code string) (runner.Result, bool) {
+// precheck validates code without running it. checked says the validator
+// passed the code; rejected, that it must not run, with res its finished
+// Result.
+func (h *handler) precheck(r *http.Request, code string) (res runner.Result, checked, rejected bool) {
 	start := time.Now()
 	v, err := h.opts.Runner.Validate(r.Context(), code)
 	if err != nil {
 		logctx.From(r.Context()).WithError(err).Warn("pre-check unavailable; the sandbox will check")
-		return runner.Result{}, false
+		return runner.Result{}, false, false
 	}
 	if v.Valid {
-		return runner.Result{}, false
+		return runner.Result{}, true, false
 	}
 	first := v.Errors[0]
 	typ := "PolicyViolation"
@@ -178,7 +180,7 @@ func (h *handler) precheck(r *http.Request, code string) (runner.Result, bool) {
 		typ = "SyntaxError"
 	}
 	line, col := first.Line, first.Column
-	res := runner.Result{
+	res = runner.Result{
 		Status:        runner.StatusError,
 		ExecutionTime: time.Since(start),
 		Outputs:       runner.Outputs{Charts: []runner.Chart{}, DataFrames: []runner.DataFrame{}, Variables: map[string]runner.Variable{}},
@@ -195,5 +197,5 @@ func (h *handler) precheck(r *http.Request, code string) (runner.Result, bool) {
 	if typ == "SyntaxError" {
 		res.Violations = nil
 	}
-	return res, true
+	return res, false, true
 }

@@ -1,5 +1,6 @@
 // Package images owns the hardened Python analytics image: its build context
-// (Dockerfile and harness, embedded in the binary from context/), the content
+// (Dockerfile, the C supervisor and the Python harness, embedded in the
+// binary from context/), the content
 // hash that names it, and building it through the Docker API.
 //
 // The image is tagged REPOSITORY:<first 12 hex digits of the context hash>, so

@@ -537,7 +537,7 @@ report()
 		{
 			name: "write-outside-tmpfs",
 			code: `import os, subprocess
-targets = ["/pwned", "/opt/pyexec/pwned", "/opt/pyexec/harness.py", "/opt/pyexec/runner_child.py",
+targets = ["/pwned", "/opt/pyexec/pwned", "/opt/pyexec/supervisor", "/opt/pyexec/child.py", "/opt/pyexec/runner_child.py",
            "/etc/pwned", "/etc/passwd", "/etc/hostname", "/usr/lib/python3/dist-packages/pwned.py",
            "/usr/local/bin/pwned", "/var/tmp/pwned", "/root/pwned", "/home/pwned",
            "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/pids/pids.max",
@@ -546,8 +546,8 @@ for p in targets:
     probe("write " + p, lambda p=p: open(p, "a").write("x"))
 probe("mkdir /pwned", lambda: os.mkdir("/pwned"))
 probe("mkdir /etc/pwned", lambda: os.mkdir("/etc/pwned"))
-probe("chmod harness", lambda: os.chmod("/opt/pyexec/harness.py", 0o777))
-probe("rename harness", lambda: os.rename("/opt/pyexec/harness.py", "/tmp/h.py"))
+probe("chmod supervisor", lambda: os.chmod("/opt/pyexec/supervisor", 0o777))
+probe("rename child", lambda: os.rename("/opt/pyexec/child.py", "/tmp/h.py"))
 probe("symlink in /etc", lambda: os.symlink("/tmp", "/etc/evil"))
 probe("write /tmp", lambda: open("/tmp/ok", "w").write("ok"))
 def exec_from(path):
@@ -564,12 +564,12 @@ report()
 				p := escapeProbes(t, res)
 				for name := range p {
 					if strings.HasPrefix(name, "write /") && name != "write /tmp" || strings.HasPrefix(name, "mkdir") ||
-						name == "chmod harness" || name == "symlink in /etc" {
+						name == "chmod supervisor" || name == "symlink in /etc" {
 						p.wantBlockedWrite(t, name)
 					}
 				}
 				// rename across file systems: EXDEV before EROFS is possible.
-				p.fails(t, "rename harness", "OSError:30", "PermissionError:13", "OSError:18")
+				p.fails(t, "rename child", "OSError:30", "PermissionError:13", "OSError:18")
 				var n int
 				p.okInto(t, "write /tmp", &n)
 				// tmpfs and /dev/shm are noexec.
@@ -1145,14 +1145,14 @@ f = sys._getframe()
 chain, harness = [], None
 while f is not None:
     chain.append(f.f_code.co_name)
-    if "write_frame" in f.f_globals:
+    if "send" in f.f_globals and "RES_FD" in f.f_globals:
         harness = f.f_globals
     f = f.f_back
 probe("chain", lambda: chain)
 probe("harness", lambda: harness is not None)
-# The child's copy of the supervisor's globals: write_frame writes on the
-# child's fd 1, the stdout capture pipe, not the container's stdout.
-probe("forge", lambda: harness["write_frame"]("result", '{"status":"success","stdout":"FORGED"}'))
+# The harness's globals (child.py) hold nothing of the supervisor's: fd 1 is
+# the stdout capture pipe, not the container's stdout.
+probe("forge", lambda: harness["os"].write(1, b'PYEXEC1 exit 19\n{"state":"FORGED"}\n'))
 probe("kill1", lambda: harness["os"].kill(1, 9))
 probe("marker", lambda: harness["os"].open({{MARKER}}, 0))
 probe("proc1_fd1", lambda: harness["os"].open("/proc/1/fd/1", 1))
@@ -1168,7 +1168,7 @@ raise ValueError("the real error")
 				if !found {
 					t.Errorf("the walk did not reach the harness's globals: %s", p.get(t, "chain"))
 				}
-				if !strings.Contains(res.Stdout, `PYEXEC1 result`) || !strings.Contains(res.Stdout, "FORGED") {
+				if !strings.Contains(res.Stdout, `PYEXEC1 exit`) || !strings.Contains(res.Stdout, "FORGED") {
 					t.Errorf("the forged frame should be plain stdout: %.300q", res.Stdout)
 				}
 				p.fails(t, "marker", "FileNotFoundError:2")

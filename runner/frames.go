@@ -9,7 +9,7 @@ import (
 	"strconv"
 )
 
-// The harness writes frames on the container's stdout:
+// The supervisor writes frames on the container's stdout:
 //
 //	"PYEXEC1 <kind> <length>\n" <payload> "\n"
 //
@@ -17,11 +17,14 @@ import (
 // its own pipes, so nothing it prints can look like a frame here.
 const frameMagic = "PYEXEC1"
 
-// Frame kinds written by the harness.
+// Frame kinds written by the supervisor (images/context/supervisor).
 const (
 	frameReady   = "ready"
-	frameResult  = "result"
+	frameStdout  = "stdout"
+	frameStderr  = "stderr"
+	frameReport  = "report"
 	frameOutputs = "outputs"
+	frameExit    = "exit"
 	frameError   = "error"
 )
 

@@ -9,14 +9,14 @@ import (
 
 func TestFrameReader(t *testing.T) {
 	big := strings.Repeat("x", 200<<10) // larger than the bufio buffer
-	stream := "PYEXEC1 ready 2\n{}\n" + "PYEXEC1 result " + itoa(len(big)) + "\n" + big + "\n"
+	stream := "PYEXEC1 ready 2\n{}\n" + "PYEXEC1 stdout " + itoa(len(big)) + "\n" + big + "\n"
 	fr := newFrameReader(strings.NewReader(stream), 1<<20)
 	f, err := fr.next()
 	if err != nil || f.kind != frameReady || string(f.payload) != "{}" {
 		t.Fatalf("first frame = %q %q, %v", f.kind, f.payload, err)
 	}
 	f, err = fr.next()
-	if err != nil || f.kind != frameResult || string(f.payload) != big {
+	if err != nil || f.kind != frameStdout || string(f.payload) != big {
 		t.Fatalf("second frame kind %q len %d, %v", f.kind, len(f.payload), err)
 	}
 	if _, err := fr.next(); !errors.Is(err, io.EOF) {

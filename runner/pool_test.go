@@ -76,6 +76,23 @@ func TestPoolServesWarmAndRefills(t *testing.T) {
 	}
 }
 
+// The deadline runs from the request, not from when the sandbox became
+// ready: a sandbox that waited in the pool longer than the timeout still
+// gives the code its whole time.
+func TestPoolIdleLongerThanTimeout(t *testing.T) {
+	t.Parallel()
+	e := newPoolEnv(t, 1, nil)
+	dockertest.WaitFor(t, "pool to fill", 60*time.Second, func() bool { return idle(e.r) == 1 })
+	time.Sleep(2500 * time.Millisecond)
+	res := e.run(t, "import time\ntime.sleep(0.5)\nprint('slept')", 2*time.Second)
+	if res.Status != runner.StatusSuccess || res.Stdout != "slept\n" || !res.Warm {
+		t.Fatalf("status %q stdout %q warm %v error %+v", res.Status, res.Stdout, res.Warm, res.Error)
+	}
+	if res.ExecutionTime < 500*time.Millisecond || res.ExecutionTime > 2*time.Second {
+		t.Errorf("execution time %v, want the run's own (about 0.5 s)", res.ExecutionTime)
+	}
+}
+
 func TestPoolReplacesKilledContainer(t *testing.T) {
 	t.Parallel()
 	e := newPoolEnv(t, 1, nil)

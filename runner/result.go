@@ -25,6 +25,10 @@ type Request struct {
 	Timeout time.Duration
 	// Options tune the rich outputs (chart format, caps); passed through.
 	Options map[string]any
+	// PolicyChecked says the validator has already checked Code against the
+	// runner's policy and passed it (Validate): the sandbox does not check
+	// it again. Without it the sandbox checks before running anything.
+	PolicyChecked bool
 }
 
 // Result is what an execution produced. Fields marked untrusted come from the

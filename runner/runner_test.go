@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
+	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
 
@@ -325,3 +326,27 @@ func deref(p *int) any {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// With a policy, the sandbox checks the code before running it unless the
+// request says the validator has passed it already (the handler's
+// pre-check): then it runs the code as it is, without checking twice.
+func TestPolicyCheckedByValidator(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *runner.Options) {
+		p := policy.Default()
+		o.Policy = &p
+	})
+	code := "import os\nprint('ran')"
+	res := e.run(t, code, 10*time.Second)
+	if res.Status != runner.StatusError || res.Error == nil || res.Error.Type != "PolicyViolation" || res.Stdout != "" {
+		t.Fatalf("unchecked: status %q error %+v stdout %q, want a PolicyViolation", res.Status, res.Error, res.Stdout)
+	}
+	v, err := e.r.Validate(t.Context(), code)
+	if err != nil || v.Valid {
+		t.Fatalf("Validate = %+v, %v; want invalid", v, err)
+	}
+	res, err = e.r.Run(t.Context(), runner.Request{Code: code, Timeout: 10 * time.Second, PolicyChecked: true})
+	if err != nil || res.Status != runner.StatusSuccess || res.Stdout != "ran\n" {
+		t.Fatalf("checked: status %q stdout %q err %v, want the code run", res.Status, res.Stdout, err)
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/internal/logctx"
-	"github.com/pyexec/pyexec/policy"
 )
 
 // maxStderrBytes bounds what is kept of the supervisor's own stderr (it only
@@ -74,37 +73,18 @@ type frameOrErr struct {
 	err error
 }
 
-// wireRequest is the one line the harness reads from stdin.
+// wireRequest is the request body the supervisor hands to the runner child.
 type wireRequest struct {
 	Code    string          `json:"code"`
 	Timeout float64         `json:"timeout"`
 	Policy  json.RawMessage `json:"policy,omitempty"`
 	Options map[string]any  `json:"options,omitempty"`
-	Limits  wireLimits      `json:"limits"`
 }
 
-type wireLimits struct {
-	StdoutBytes  int `json:"stdout_bytes"`
-	StderrBytes  int `json:"stderr_bytes"`
-	OutputsBytes int `json:"outputs_bytes"`
-}
-
-// wireResult is the supervisor's "result" frame (trusted fields).
-type wireResult struct {
-	Status          string             `json:"status"`
-	Stdout          string             `json:"stdout"`
-	Stderr          string             `json:"stderr"`
-	StdoutTruncated bool               `json:"stdout_truncated"`
-	StderrTruncated bool               `json:"stderr_truncated"`
-	StdoutBytes     int64              `json:"stdout_bytes"`
-	StderrBytes     int64              `json:"stderr_bytes"`
-	ExecutionTimeMS float64            `json:"execution_time_ms"`
-	CPUTimeMS       *float64           `json:"cpu_time_ms"`
-	PeakMemoryBytes *int64             `json:"peak_memory_bytes"`
-	OOMKilled       bool               `json:"oom_killed"`
-	OutputsTrunc    bool               `json:"outputs_truncated"`
-	Error           *ExecError         `json:"error"`
-	Violations      []policy.Violation `json:"violations"`
+// requestHeader is the line the supervisor reads before the body: the
+// deadline and the caps it enforces, and the body's length.
+func requestHeader(timeout time.Duration, stdoutCap, stderrCap, outputsCap, length int) string {
+	return fmt.Sprintf("run %d %d %d %d %d\n", timeout.Milliseconds(), stdoutCap, stderrCap, outputsCap, length)
 }
 
 // prepare creates, attaches and starts a container and waits until its
@@ -224,22 +204,17 @@ func (r *Runner) readFrames(sb *sandbox) {
 // deadline is enforced here, from outside: past Timeout+KillGrace the
 // container is killed. The caller discards the sandbox afterwards.
 func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, error) {
-	line, err := json.Marshal(wireRequest{
-		Code:    req.Code,
-		Timeout: req.Timeout.Seconds(),
-		Policy:  r.policyJSON,
-		Options: req.Options,
-		Limits: wireLimits{
-			StdoutBytes:  r.opts.MaxStreamBytes,
-			StderrBytes:  r.opts.MaxStreamBytes,
-			OutputsBytes: r.opts.MaxOutputsBytes,
-		},
-	})
+	wr := wireRequest{Code: req.Code, Timeout: req.Timeout.Seconds(), Policy: r.policyJSON, Options: req.Options}
+	if req.PolicyChecked {
+		wr.Policy = nil
+	}
+	body, err := json.Marshal(wr)
 	if err != nil {
 		return Result{}, fmt.Errorf("encode request: %w", err)
 	}
+	header := requestHeader(req.Timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body))
 	start := time.Now()
-	if _, err := sb.conn.Conn.Write(append(line, '\n')); err != nil {
+	if _, err := sb.conn.Conn.Write(append([]byte(header), body...)); err != nil {
 		return Result{}, fmt.Errorf("send code to container %s: %w", shortID(sb.id), err)
 	}
 	_ = sb.conn.CloseWrite()
@@ -248,34 +223,27 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 	defer timer.Stop()
 	res := Result{Flavor: FlavorOf(sb.preload), Warm: sb.warm, Outputs: emptyOutputs()}
 	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
-	gotResult := false
+	var got execFrames
 	for {
 		select {
 		case fe, ok := <-sb.frames:
 			if !ok || fe.err != nil {
-				if gotResult {
-					// The outputs frame is optional (e.g. the user's process
-					// died before reporting them).
-					return res, nil
-				}
 				return r.diagnose(ctx, sb, req, start, fe.err)
 			}
 			switch fe.f.kind {
-			case frameResult:
-				if err := decodeResult(fe.f.payload, &res); err != nil {
-					return Result{}, err
+			case frameExit:
+				var ex wireExit
+				if err := json.Unmarshal(fe.f.payload, &ex); err != nil {
+					return Result{}, fmt.Errorf("%w: exit frame: %w", errProtocol, err)
 				}
-				gotResult = true
-			case frameOutputs:
-				if !gotResult {
-					return Result{}, fmt.Errorf("%w: outputs before result", errProtocol)
-				}
-				decodeOutputs(fe.f.payload, &res.Outputs)
+				compose(ex, got, req.Timeout, &res)
 				return res, nil
 			case frameError:
 				return Result{}, fmt.Errorf("%w: harness refused the request: %s", errProtocol, fe.f.payload)
 			default:
-				return Result{}, fmt.Errorf("%w: unexpected %q frame", errProtocol, fe.f.kind)
+				if !got.add(fe.f) {
+					return Result{}, fmt.Errorf("%w: unexpected %q frame", errProtocol, fe.f.kind)
+				}
 			}
 		case <-timer.C:
 			// The harness did not report its own timeout: kill from outside.
@@ -344,36 +312,6 @@ func timeoutResult(sb *sandbox, req Request, elapsed time.Duration, mem int64) R
 	}
 	res.Resources.MemoryLimitBytes = mem
 	return res
-}
-
-func decodeResult(payload []byte, res *Result) error {
-	var w wireResult
-	if err := json.Unmarshal(payload, &w); err != nil {
-		return fmt.Errorf("%w: result frame: %w", errProtocol, err)
-	}
-	switch w.Status {
-	case StatusSuccess, StatusError, StatusTimeout, StatusOutOfMemory:
-	default:
-		return fmt.Errorf("%w: unknown status %q", errProtocol, w.Status)
-	}
-	res.Status = w.Status
-	res.Stdout, res.Stderr = w.Stdout, w.Stderr
-	res.StdoutTruncated, res.StderrTruncated = w.StdoutTruncated, w.StderrTruncated
-	res.StdoutBytes, res.StderrBytes = w.StdoutBytes, w.StderrBytes
-	res.ExecutionTime = time.Duration(w.ExecutionTimeMS * float64(time.Millisecond))
-	if w.CPUTimeMS != nil {
-		res.Resources.CPUTime = time.Duration(*w.CPUTimeMS * float64(time.Millisecond))
-	}
-	if w.PeakMemoryBytes != nil {
-		res.Resources.PeakMemoryBytes = *w.PeakMemoryBytes
-	}
-	res.Resources.OOMKilled = w.OOMKilled || w.Status == StatusOutOfMemory
-	res.Error = w.Error
-	res.Violations = w.Violations
-	if w.OutputsTrunc {
-		res.Outputs.CollectError = "rich outputs exceeded their size limit and were dropped"
-	}
-	return nil
 }
 
 // decodeOutputs parses the untrusted outputs frame into the fixed shape; on

@@ -1,7 +1,7 @@
 """Rich outputs: what a notebook would show after the user's code ran.
 
 Contract with runner_child.py:
-  prepare(preloaded)            in the supervisor, before "ready"
+  prepare(preloaded)            in the child, before "ready"
   before(namespace, options)    in the child, before the user's code
   collect(namespace, value, options) -> dict   after it; must be JSON-safe
   empty() -> dict               the shape with nothing in it
@@ -108,11 +108,12 @@ import binascii  # base64 without importing base64 (struct etc.)
 import builtins
 import io
 import itertools
-import json
 import math
 import reprlib
 import sys
 import types
+
+import jsonlite  # not json: its import costs every sandbox ~15 ms of CPU
 
 NO_VALUE = object()
 
@@ -142,11 +143,9 @@ _state = None  # the _State of this execution (one per child process)
 
 
 def prepare(preloaded):
-    """Supervisor, before "ready" (before fork). Patches the libraries already
-    imported here (a forked child pays for every page it writes, ~2-5 ms for
-    the patches), and for the libraries preloaded (a list of names) imports
-    the submodules that rendering pulls in lazily, so no execution pays for
-    them."""
+    """In the child, before "ready". Patches the libraries already imported,
+    and for the libraries preloaded (a list of names) imports the submodules
+    that rendering pulls in lazily, so no execution pays for them."""
     global _state
     _patch_loaded()
     try:  # a dry run, so a child does not pay for first-time work
@@ -631,6 +630,8 @@ def _emit_plotly(st, fig):
         if size > st.max_chart_bytes:
             st.charts_truncated = True
             return
+        import json  # plotly imported it already
+
         data = json.loads(text, parse_constant=lambda _c: None)
         del text
         if not isinstance(data, dict):
@@ -851,8 +852,8 @@ def _fallback_html(head, columns, index, rows):
         if v is None:
             return missing.get(kind, "None")
         if type(v) is list:
-            return escape(", ".join(x if type(x) is str else json.dumps(x) for x in v))
-        return escape(v if type(v) is str else json.dumps(v))
+            return escape(", ".join(x if type(x) is str else jsonlite.dumps(x) for x in v))
+        return escape(v if type(v) is str else jsonlite.dumps(v))
 
     multi = index.get("type") == "MultiIndex"
     nlev = len(index.get("names") or [None]) if multi else 1
@@ -955,7 +956,7 @@ def _label_key(label):
     v = _json_label(label, 1000)
     if type(v) is str:
         return v
-    return _text(json.dumps(v, ensure_ascii=False, separators=(",", ":")), 1000)
+    return _text(jsonlite.dumps(v, ensure_ascii=False, separators=(",", ":")), 1000)
 
 
 def _int_text(v, cap):
@@ -1020,13 +1021,13 @@ def _warn(msg):
 def _checked(entry):
     """entry if it serialises as strict UTF-8 JSON, else a sanitised copy, else None."""
     try:
-        json.dumps(entry, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        jsonlite.dumps(entry, ensure_ascii=False, allow_nan=False).encode("utf-8")
         return entry
     except BaseException:
         pass
     try:
         entry = _sanitize(entry, 0)
-        json.dumps(entry, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        jsonlite.dumps(entry, ensure_ascii=False, allow_nan=False).encode("utf-8")
         return entry
     except BaseException as exc:
         if _state is not None:

@@ -1,20 +1,20 @@
 """The runner child: executes the user's code as __main__ and reports back.
 
-Runs in the process the supervisor (harness.py) forked for one execution. Its
-stdout and stderr are the supervisor's capture pipes; `res_w` is the private
-pipe for the report. Everything after `exec` is untrusted: the supervisor
-checks and bounds whatever arrives on `res_w`.
+Runs in the sandbox's one Python process (child.py), started by the
+supervisor (supervisor.c). Its stdout and stderr are the supervisor's capture
+pipes; `res_w` is the private pipe for the report. Everything after `exec` is
+untrusted: the supervisor bounds whatever arrives on `res_w` and the service
+(runner/verdict.go) checks it.
 """
 
-import ast
+import _ast  # not ast, json, signal: they import enum, re and functools,
+import _signal  # ~20 ms of CPU that every sandbox would pay before any code
 import io
-import json
 import linecache
 import os
-import signal
 import sys
 
-import checker
+import jsonlite
 import outputs
 
 CODE_FILENAME = "<code>"
@@ -22,8 +22,8 @@ NO_VALUE = outputs.NO_VALUE
 
 
 def prepare(preloaded):
-    """Called once in the supervisor before it reports ready (preloaded: the
-    libraries it imported): hooks that must be in place before user code
+    """Called once before the child reports ready (preloaded: the libraries
+    it imported): hooks that must be in place before user code
     imports anything."""
     outputs.prepare(preloaded)
 
@@ -137,10 +137,10 @@ def _describe_error(exc):
     }
 
 
-# The supervisor ignores a report over 1 MiB (harness.MAX_REPORT_BYTES) and
+# The supervisor drops a report over 1 MiB (MAX_REPORT_BYTES) and the service
 # then goes by the exit status alone: cut the fields to the sizes it keeps
-# (harness.clean_error), so that a huge exception message cannot turn an
-# error into a success.
+# (runner/verdict.go), so that a huge exception message cannot turn an error
+# into a success.
 _ERROR_CAPS = (("type", 200), ("message", 10000), ("traceback", 64000))
 
 
@@ -157,10 +157,10 @@ def _cap_error(error):
 def compile_code(code):
     """Compiles the code; a final bare expression is compiled apart so its
     value can be shown, as in a notebook cell."""
-    tree = ast.parse(code, filename=CODE_FILENAME, mode="exec")
+    tree = compile(code, CODE_FILENAME, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)  # ast.parse
     last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(body=tree.body.pop().value)
+    if tree.body and isinstance(tree.body[-1], _ast.Expr):
+        last = _ast.Expression(body=tree.body.pop().value)
     body = compile(tree, CODE_FILENAME, "exec", dont_inherit=True)
     tail = compile(last, CODE_FILENAME, "eval", dont_inherit=True) if last is not None else None
     return body, tail
@@ -199,14 +199,19 @@ def run_user_code(code, namespace):
 
 
 def policy_violations(request):
-    """The checker's errors for the request's code; [] without a policy."""
+    """The checker's errors for the request's code; [] without a policy (the
+    service sends none when its validator has checked the code already)."""
     policy = request.get("policy")
     if not isinstance(policy, dict):
         return []
+    import checker
+
     return checker.check(request["code"], policy)
 
 
 def policy_error(violations):
+    import checker
+
     first = violations[0]
     message = first["message"]
     if len(violations) > 1:
@@ -224,22 +229,24 @@ def policy_error(violations):
 
 
 def report_policy_violations(res_w, violations):
+    import checker
+
     report = {
         "error": policy_error(violations),
         "violations": violations[: checker.MAX_REPORTED],
     }
-    _send(res_w, "report", json.dumps(report, ensure_ascii=False).encode("utf-8", "replace"))
-    _send(res_w, "outputs", json.dumps(outputs.empty()).encode("utf-8"))
+    _send(res_w, "report", jsonlite.dumps(report, ensure_ascii=False).encode("utf-8", "replace"))
+    _send(res_w, "outputs", jsonlite.dumps(outputs.empty()).encode("utf-8"))
 
 
 # ---------------------------------------------------------------- run
 
 
 def setup():
-    """Prepares the forked child's process before any request arrives (the
-    supervisor forks it ahead of time so none of this is on the request path)."""
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    """Prepares the process before any request arrives (the supervisor starts
+    it ahead of time so none of this is on the request path)."""
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")  # under memory pressure the user's process goes first
@@ -250,18 +257,18 @@ def setup():
 
 
 def warm():
-    """Walks the code paths of a run once before the request arrives, so the
-    copy-on-write faults that follow a fork (costly in a VM) are paid ahead
+    """Walks the code paths of a run once before the request arrives, so
+    their first-use costs (lazy imports, caches, page faults) are paid ahead
     of the request. Nothing is printed or sent."""
     try:
-        req = json.loads(json.dumps({"code": "x = [1]\nx", "timeout": 1.0, "options": {}, "policy": None}))
+        req = jsonlite.loads(jsonlite.dumps({"code": "x = [1]\nx", "timeout": 1.0, "options": {}, "policy": None}))
         policy_violations(req)
         ns = {"__name__": "__warm__", "__builtins__": __builtins__}
         body, tail = compile_code(req["code"])
         exec(body, ns)
         collected = outputs.collect(ns, eval(tail, ns), {})
-        json.dumps({"error": None, "cpu_ms": _cpu_ms()}).encode("utf-8")
-        json.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        jsonlite.dumps({"error": None, "cpu_ms": _cpu_ms()}).encode("utf-8")
+        jsonlite.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except BaseException:
         pass
 
@@ -290,16 +297,16 @@ def run(request, res_w):
         collected = outputs.empty()
         collected["collect_error"] = "%s: %s" % (type(exc).__name__, exc)
     _flush_streams()
-    report = json.dumps(
+    report = jsonlite.dumps(
         {"error": _cap_error(error), "cpu_ms": _cpu_ms()}, ensure_ascii=False, default=repr
     ).encode("utf-8")
     _send(res_w, "report", report)
     try:
-        payload = json.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        payload = jsonlite.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         empty = outputs.empty()
         empty["collect_error"] = "outputs were not valid JSON: %s" % (exc,)
-        payload = json.dumps(empty).encode("utf-8")
+        payload = jsonlite.dumps(empty).encode("utf-8")
     _send(res_w, "outputs", payload)
     # Close every pipe now: the supervisor answers without waiting for this
     # process's exit.

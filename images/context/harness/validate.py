@@ -4,7 +4,7 @@
 
 A long-lived process. It writes one "ready" frame, then reads request lines
 from stdin until EOF and answers each with exactly one frame on stdout, in
-order, in harness.py's framing: b"PYEXEC1 <kind> <length>\\n" + JSON + b"\\n".
+order, in the supervisor's framing: b"PYEXEC1 <kind> <length>\\n" + JSON + b"\\n".
 
   ready frame       {"ready": true, "python": "3.13.5", "max_request_bytes": N}
   request (a line)  {"id": <any JSON scalar>, "code": str, "policy": {...} | null}
@@ -87,6 +87,16 @@ def handle(line, checker):
         return answer(req_id, internal("validator failed: %s" % type(exc).__name__))
 
 
+def write_frame(kind, payload):
+    """Writes one frame on stdout, in the framing of the sandboxes'
+    supervisor (images/context/supervisor/supervisor.c)."""
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+    out = b"PYEXEC1 %s %d\n" % (kind.encode("ascii"), len(data)) + data + b"\n"
+    view = memoryview(out)
+    while view:
+        view = view[os.write(1, view):]
+
+
 def skip_rest_of_line(stdin):
     while True:
         chunk = stdin.readline(1 << 20)
@@ -98,7 +108,6 @@ def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.path.insert(0, HARNESS_DIR)
     import checker
-    from harness import write_frame
 
     write_frame(
         "ready",

@@ -1,0 +1,189 @@
+"""pyexec runner child: the one Python process of a sandbox container.
+
+Started by the supervisor (supervisor/supervisor.c, PID 1) as
+`python3 -I -B /opt/pyexec/child.py`, with these descriptors:
+
+  0, 1, 2  /dev/null (1 and 2 become the capture pipes once the libraries
+           are loaded, so nothing they print reaches the user's output)
+  3        the result pipe: "<kind> <length>\\n" + payload messages
+  4        the request pipe: one request (JSON), then end of file
+  5, 6     the stdout and stderr capture pipes
+
+Before the request it loads the libraries named by PYEXEC_PRELOAD ("none", or
+names joined by commas, e.g. "numpy,matplotlib"), warms its code paths, and
+sends "ready". Then it runs the user's code as __main__ (runner_child.py) and
+sends "report" and "outputs". Everything after the user's code starts is
+untrusted: the supervisor only bounds it and the service checks it.
+"""
+
+import os
+import sys
+import time
+
+HARNESS_DIR = "/opt/pyexec"
+sys.path.insert(0, HARNESS_DIR)
+
+import jsonlite  # noqa: E402  (from HARNESS_DIR)
+
+RES_FD, REQ_FD, OUT_FD, ERR_FD = 3, 4, 5, 6
+# How long the child waits to be killed once it has reported.
+LINGER_SECONDS = 10
+
+
+
+
+def prepare_matplotlib_config():
+    """matplotlib wants a writable config dir; seed it with the font cache
+    built into the image so no font scan happens at run time."""
+    target = "/tmp/.matplotlib"
+    os.environ["MPLCONFIGDIR"] = target
+    src = os.path.join(HARNESS_DIR, "mplcache")
+    try:
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(src):
+            with open(os.path.join(src, name), "rb") as f_in:
+                data = f_in.read()
+            with open(os.path.join(target, name), "wb") as f_out:
+                f_out.write(data)
+    except OSError:
+        pass
+
+
+# What each preloadable library imports, in order. The service asks only for
+# what the code imports (runner/flavor.go); anything else is ignored.
+PRELOADS = {
+    "numpy": ("numpy",),
+    "pandas": ("pandas",),
+    "matplotlib": ("matplotlib", "matplotlib.pyplot"),
+    "scipy": ("scipy",),
+    "plotly": ("plotly.graph_objects",),
+    "seaborn": ("seaborn",),
+}
+
+
+def parse_preload(value):
+    """The libraries named by PYEXEC_PRELOAD, in a safe import order."""
+    names = set((value or "").split(","))
+    return [lib for lib in PRELOADS if lib in names]
+
+
+def preload(libs):
+    """Imports the libraries so user code that needs them starts warm. A
+    library that fails to import is left for the code to import, and fail,
+    itself."""
+    for lib in libs:
+        try:
+            if lib == "matplotlib":
+                import matplotlib
+
+                matplotlib.use(os.environ.get("MPLBACKEND", "agg"))
+            for module in PRELOADS[lib]:
+                __import__(module)
+            if lib == "plotly" and "pandas" in libs:
+                import plotly.express  # noqa: F401  (it needs pandas)
+        except Exception:
+            pass
+    if "matplotlib" in libs:
+        # Render once so font caches and the Agg renderer are warm (the first
+        # render in a fresh process costs ~100 ms more).
+        try:
+            import io
+
+            import matplotlib.pyplot
+
+            fig = matplotlib.pyplot.figure(figsize=(2, 2))
+            fig.gca().plot([0, 1], [0, 1])
+            fig.gca().set_title("warm")
+            fig.savefig(io.BytesIO(), format="png")
+            matplotlib.pyplot.close(fig)
+        except Exception:
+            pass
+
+
+def library_versions():
+    versions = {"python": sys.version.split()[0]}
+    for name in ("numpy", "pandas", "matplotlib", "plotly"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            versions[name] = getattr(mod, "__version__", "")
+    return versions
+
+
+def memory_usage():
+    """Current memory use of the whole container in bytes, or None."""
+    for path in ("/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory.current"):
+        try:
+            with open(path) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def send(kind, payload):
+    data = b"%s %d\n" % (kind.encode("ascii"), len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        view = view[os.write(RES_FD, view):]
+
+
+def read_request():
+    chunks = []
+    while True:
+        data = os.read(REQ_FD, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(REQ_FD)
+    return jsonlite.loads(b"".join(chunks))
+
+
+def main():
+    t0 = time.monotonic()
+    prepare_matplotlib_config()
+    libs = parse_preload(os.environ.get("PYEXEC_PRELOAD"))
+    import runner_child
+
+    preload(libs)
+    runner_child.prepare(preloaded=libs)
+    # What is loaded now lives as long as the process: keep it out of the
+    # collector, so a full collection while the code runs does not walk the
+    # libraries again.
+    import gc
+
+    gc.freeze()
+    preload_ms = round((time.monotonic() - t0) * 1000, 3)
+    os.dup2(OUT_FD, 1)
+    os.dup2(ERR_FD, 2)
+    os.close(OUT_FD)
+    os.close(ERR_FD)
+    runner_child.setup()
+    runner_child.warm()
+    ready = {
+        "preload": ",".join(libs) or "none",
+        "preload_ms": preload_ms,
+        "versions": library_versions(),
+        "memory_bytes": memory_usage(),
+    }
+    send("ready", jsonlite.dumps(ready, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8"))
+    request = read_request()
+    runner_child.run(request, RES_FD)
+    # Done: close the pipes, which is what the supervisor answers on, and
+    # wait for its SIGKILL. Exiting here would make the kernel tear this
+    # process down (ms in a VM) on the CPU the supervisor needs to answer.
+    for fd in (1, 2, RES_FD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    time.sleep(LINGER_SECONDS)
+
+
+if __name__ == "__main__":
+    code = 0
+    try:
+        main()
+    except BaseException:  # the runner reports user errors itself
+        code = 70
+    finally:
+        os._exit(code)

@@ -1,0 +1,600 @@
+/*
+ * pyexec supervisor: PID 1 of a single-use sandbox container (trusted).
+ *
+ * It starts the runner child (/opt/pyexec/child.py, one Python process) at
+ * once, passes its "ready" message on as a frame, forwards one request from
+ * stdin to it, captures its stdout and stderr through pipes with size caps,
+ * enforces the deadline, and writes what happened as frames on the
+ * container's stdout. It never interprets the child's report: the service
+ * does, with the same care as anything else the child sends.
+ *
+ * Only this process writes to the container's stdout. The child has its fd 1
+ * and 2 on capture pipes and no other descriptor of ours, and this process is
+ * not dumpable, so the child can neither write frames nor reach our
+ * descriptors through /proc. As the namespace's init, it gets no signal from
+ * inside the container that it has no handler for, and it installs none.
+ *
+ * Written in C rather than Python so that an execution starts one
+ * interpreter, not two: a second Python process cost about 35 ms of CPU per
+ * execution, most of the harness's overhead over a bare container.
+ *
+ * stdin (from the service):
+ *     "run <timeout_ms> <stdout_cap> <stderr_cap> <outputs_cap> <length>\n"
+ *     followed by <length> bytes of request JSON, handed to the child as is.
+ * stdout (frames): "PYEXEC1 <kind> <length>\n" <payload> "\n", kinds:
+ *     ready    the child's ready message (written before any user code)
+ *     stdout   the first stdout_cap bytes the child wrote on fd 1
+ *     stderr   the first stderr_cap bytes it wrote on fd 2
+ *     report   the child's report, when it arrived whole (untrusted JSON)
+ *     outputs  the child's rich outputs, when whole and within outputs_cap
+ *     exit     how the child ended, JSON built here from numbers only; last
+ *     error    the request could not be served (then nothing else follows)
+ * The child's messages on its result pipe: "<kind> <length>\n" <payload>.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FRAME_MAGIC "PYEXEC1"
+#define CHILD_PYTHON "/usr/bin/python3"
+#define CHILD_SCRIPT "/opt/pyexec/child.py"
+
+/* The child's descriptors, as child.py expects them. */
+enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
+
+/* Caps on what is accepted from the service and from the child. */
+#define MAX_REQUEST_BYTES (8u << 20)
+#define MAX_REPORT_BYTES (1u << 20)
+#define MAX_READY_BYTES (64u << 10)
+#define MAX_OUTPUTS_CAP (256u << 20)
+#define MAX_STREAM_CAP (64u << 20)
+#define MAX_TIMEOUT_MS (3600u * 1000)
+/* A message header from the child is shorter than this. */
+#define MAX_MSG_HEADER 64
+/* How long pipes are still drained once the child exited or reported
+ * (an orphan of the user's may still hold them). */
+#define DRAIN_GRACE_MS 200
+/* How often the child's exit is polled for while it runs. */
+#define POLL_MS 50
+
+/* ------------------------------------------------------------ utilities */
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* write_all writes every byte of the iovecs to fd; false on error. */
+static bool write_all(int fd, struct iovec *iov, int n) {
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return true;
+}
+
+/* write_frame writes one frame on the container's stdout. */
+static void write_frame(const char *kind, const char *data, size_t len) {
+    char header[64];
+    int h = snprintf(header, sizeof header, FRAME_MAGIC " %s %zu\n", kind, len);
+    struct iovec iov[3] = {
+        {header, (size_t)h},
+        {(void *)data, len},
+        {"\n", 1},
+    };
+    write_all(1, iov, 3);
+}
+
+/* fail answers with an error frame; msg is plain ASCII without quotes. */
+static int fail(const char *msg) {
+    char body[256];
+    int n = snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg);
+    write_frame("error", body, (size_t)n);
+    return 2;
+}
+
+/* buf keeps the first limit bytes fed to it and counts them all. */
+struct buf {
+    char *data;
+    size_t len, cap, limit;
+    uint64_t total;
+    bool nomem;
+};
+
+static void buf_feed(struct buf *b, const char *p, size_t n) {
+    b->total += n;
+    size_t room = b->limit > b->len ? b->limit - b->len : 0;
+    if (n > room)
+        n = room;
+    if (n == 0)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        if (cap > b->limit)
+            cap = b->limit;
+        char *d = realloc(b->data, cap);
+        if (d == NULL) {
+            b->nomem = true;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+/* ------------------------------------------------- the child's messages */
+
+/* A message received whole on the result pipe. */
+struct msg {
+    bool seen;
+    size_t off, len;
+};
+
+/* msgs parses "<kind> <length>\n" <payload> messages as they arrive. Only
+ * the first message of each kind counts. */
+struct msgs {
+    struct buf b;
+    size_t scan; /* where the next header starts */
+    bool malformed;
+    struct msg ready, report, outputs;
+};
+
+/* overflow: more arrived than the buffer keeps. */
+static bool msgs_overflow(const struct msgs *m) { return m->b.total > m->b.len || m->b.nomem; }
+
+static void msgs_scan(struct msgs *m) {
+    while (!m->malformed) {
+        const char *start = m->b.data + m->scan;
+        size_t avail = m->b.len - m->scan;
+        const char *nl = memchr(start, '\n', avail < MAX_MSG_HEADER ? avail : MAX_MSG_HEADER);
+        if (nl == NULL) {
+            if (avail >= MAX_MSG_HEADER)
+                m->malformed = true;
+            return;
+        }
+        const char *sp = memchr(start, ' ', (size_t)(nl - start));
+        if (sp == NULL || sp == start || sp + 1 == nl) {
+            m->malformed = true;
+            return;
+        }
+        uint64_t size = 0;
+        for (const char *p = sp + 1; p < nl; p++) {
+            if (*p < '0' || *p > '9' || size > (uint64_t)1 << 40) {
+                m->malformed = true;
+                return;
+            }
+            size = size * 10 + (uint64_t)(*p - '0');
+        }
+        size_t hdr = (size_t)(nl + 1 - start);
+        if (size > avail - hdr)
+            return; /* not whole yet */
+        size_t klen = (size_t)(sp - start);
+        struct msg *slot = NULL;
+        if (klen == 5 && memcmp(start, "ready", 5) == 0)
+            slot = &m->ready;
+        else if (klen == 6 && memcmp(start, "report", 6) == 0)
+            slot = &m->report;
+        else if (klen == 7 && memcmp(start, "outputs", 7) == 0)
+            slot = &m->outputs;
+        if (slot != NULL && !slot->seen) {
+            slot->seen = true;
+            slot->off = m->scan + hdr;
+            slot->len = (size_t)size;
+        }
+        m->scan += hdr + (size_t)size;
+    }
+}
+
+static void msgs_feed(struct msgs *m, const char *p, size_t n) {
+    buf_feed(&m->b, p, n);
+    msgs_scan(m);
+}
+
+/* complete: the report and the outputs have both arrived. */
+static bool msgs_complete(const struct msgs *m) { return m->report.seen && m->outputs.seen; }
+
+/* --------------------------------------------------------------- cgroup */
+
+/* cgroup_value reads "<key> <n>" from a flat-keyed file, or a lone number
+ * when key is NULL; -1 when absent. */
+static int64_t cgroup_value(const char *path, const char *key) {
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    int64_t v = -1;
+    size_t klen = key ? strlen(key) : 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (key == NULL) {
+            v = strtoll(line, NULL, 10);
+            break;
+        }
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+            v = strtoll(line + klen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* Count of OOM kills in this container's memory cgroup (v1 or v2). */
+static int64_t oom_kills(void) {
+    int64_t v = cgroup_value("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill");
+    if (v < 0)
+        v = cgroup_value("/sys/fs/cgroup/memory.events", "oom_kill");
+    return v < 0 ? 0 : v;
+}
+
+/* Peak memory use of the whole container in bytes, or -1. */
+static int64_t peak_memory(void) {
+    int64_t v = cgroup_value("/sys/fs/cgroup/memory/memory.max_usage_in_bytes", NULL);
+    if (v < 0)
+        v = cgroup_value("/sys/fs/cgroup/memory.peak", NULL);
+    return v;
+}
+
+/* ------------------------------------------------------------ the child */
+
+struct child {
+    pid_t pid;
+    int out, err, res, req; /* our ends */
+};
+
+static void kill_child(pid_t pid) {
+    kill(-pid, SIGKILL); /* its process group (it called setsid) */
+    kill(pid, SIGKILL);
+}
+
+/* child_exec runs in the forked child: its own session, /dev/null on 0-2,
+ * the four pipe ends on 3-6, nothing else, then the interpreter. */
+static void child_exec(int res_w, int req_r, int out_w, int err_w) {
+    if (setsid() < 0)
+        _exit(71);
+    signal(SIGPIPE, SIG_DFL);
+    int ends[4] = {res_w, req_r, out_w, err_w};
+    int high[4];
+    for (int i = 0; i < 4; i++) {
+        high[i] = fcntl(ends[i], F_DUPFD_CLOEXEC, 64);
+        if (high[i] < 0)
+            _exit(71);
+    }
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0)
+        _exit(71);
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(devnull, fd) < 0)
+            _exit(71);
+    for (int i = 0; i < 4; i++)
+        if (dup2(high[i], CHILD_RES_FD + i) < 0) /* dup2 clears CLOEXEC */
+            _exit(71);
+    struct rlimit rl;
+    int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+    for (int fd = CHILD_ERR_FD + 1; fd < maxfd; fd++)
+        close(fd);
+    char *argv[] = {"python3", "-I", "-B", CHILD_SCRIPT, NULL};
+    extern char **environ;
+    execve(CHILD_PYTHON, argv, environ);
+    _exit(71);
+}
+
+static bool start_child(struct child *c) {
+    int out[2], err[2], res[2], req[2];
+    if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(res, O_CLOEXEC) || pipe2(req, O_CLOEXEC))
+        return false;
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0)
+        child_exec(res[1], req[0], out[1], err[1]);
+    close(out[1]);
+    close(err[1]);
+    close(res[1]);
+    close(req[0]);
+    c->pid = pid;
+    c->out = out[0];
+    c->err = err[0];
+    c->res = res[0];
+    c->req = req[1];
+    return true;
+}
+
+/* wait_ready reads the child's messages until its ready message is whole;
+ * false when the child died or sent something else first. */
+static bool wait_ready(struct child *c, struct msgs *m) {
+    char chunk[4096];
+    while (!m->ready.seen) {
+        if (m->malformed || msgs_overflow(m) || m->report.seen || m->outputs.seen)
+            return false;
+        ssize_t n = read(c->res, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        msgs_feed(m, chunk, (size_t)n);
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------- the request */
+
+struct request {
+    int64_t timeout_ms;
+    size_t stdout_cap, stderr_cap, outputs_cap, length;
+};
+
+/* parse_request_header parses "run <timeout_ms> <out> <err> <outputs> <len>". */
+static bool parse_request_header(const char *line, struct request *r) {
+    unsigned long long t, so, se, oc, n;
+    char tail;
+    if (sscanf(line, "run %llu %llu %llu %llu %llu%c", &t, &so, &se, &oc, &n, &tail) != 6 || tail != '\n')
+        return false;
+    if (t == 0 || t > MAX_TIMEOUT_MS || so > MAX_STREAM_CAP || se > MAX_STREAM_CAP || oc > MAX_OUTPUTS_CAP ||
+        n == 0 || n > MAX_REQUEST_BYTES)
+        return false;
+    r->timeout_ms = (int64_t)t;
+    r->stdout_cap = so;
+    r->stderr_cap = se;
+    r->outputs_cap = oc;
+    r->length = n;
+    return true;
+}
+
+/* forward_request reads the request header from stdin (waiting for it as
+ * long as the sandbox sits in the pool), sets *started once it is there, and
+ * passes the body to the child, then closes the child's request pipe. A
+ * child that stopped reading (it died) is not an error here: its end shows
+ * in the exit frame. */
+static const char *forward_request(struct child *c, struct request *r, int64_t *started) {
+    char chunk[65536];
+    size_t have = 0;
+    char *nl = NULL;
+    while (nl == NULL) {
+        if (have == 128)
+            return "request header too long";
+        ssize_t n = read(0, chunk + have, 128 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return "request missing";
+        have += (size_t)n;
+        nl = memchr(chunk, '\n', have);
+    }
+    size_t hdr = (size_t)(nl + 1 - chunk);
+    char line[130];
+    memcpy(line, chunk, hdr);
+    line[hdr] = '\0';
+    if (!parse_request_header(line, r))
+        return "bad request header";
+    *started = now_us(); /* the deadline runs from the request, not from ready */
+    size_t left = r->length;
+    bool open = true;
+    size_t first = have - hdr < left ? have - hdr : left;
+    char *p = chunk + hdr;
+    size_t n = first;
+    for (;;) {
+        if (open && n > 0) {
+            struct iovec iov = {p, n};
+            open = write_all(c->req, &iov, 1);
+        }
+        left -= n;
+        if (left == 0)
+            break;
+        ssize_t got = read(0, chunk, left < sizeof chunk ? left : sizeof chunk);
+        if (got < 0 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
+        if (got <= 0)
+            return "request truncated";
+        p = chunk;
+        n = (size_t)got;
+    }
+    close(c->req);
+    c->req = -1;
+    return NULL;
+}
+
+/* ------------------------------------------------------------ supervise */
+
+struct outcome {
+    bool timed_out, reaped;
+    int status;
+    struct rusage ru;
+    int64_t elapsed_us;
+};
+
+static void reap(struct child *c, struct outcome *o, int flags) {
+    if (o->reaped)
+        return;
+    pid_t w;
+    do
+        w = wait4(c->pid, &o->status, flags, &o->ru);
+    while (w < 0 && errno == EINTR);
+    if (w == c->pid)
+        o->reaped = true;
+}
+
+/* supervise captures the child's pipes until it has exited or reported and
+ * they are drained, or the deadline passes. */
+static void supervise(struct child *c, const struct request *r, struct buf *out, struct buf *err,
+                       struct msgs *m, struct outcome *o, int64_t started) {
+    struct pollfd fds[3] = {{c->out, POLLIN, 0}, {c->err, POLLIN, 0}, {c->res, POLLIN, 0}};
+    struct buf *sinks[3] = {out, err, NULL};
+    int open_fds = 3;
+    int64_t deadline = started + r->timeout_ms * 1000;
+    int64_t ended = -1; /* when the child exited or reported */
+    static char chunk[65536];
+
+    while (open_fds > 0) {
+        int64_t now = now_us();
+        reap(c, o, WNOHANG);
+        if (!o->reaped && now >= deadline) {
+            o->timed_out = true;
+            kill_child(c->pid);
+            reap(c, o, 0);
+        }
+        if (o->reaped && ended < 0)
+            ended = now_us();
+        if (ended >= 0 && now - ended > DRAIN_GRACE_MS * 1000)
+            break;
+        int64_t wait_ms = DRAIN_GRACE_MS;
+        if (ended < 0) {
+            wait_ms = (deadline - now + 999) / 1000;
+            if (wait_ms > POLL_MS)
+                wait_ms = POLL_MS;
+        }
+        int n = poll(fds, 3, (int)wait_ms);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; n > 0 && i < 3; i++) {
+            if (fds[i].fd < 0 || fds[i].revents == 0)
+                continue;
+            ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
+            if (got < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (got > 0) {
+                if (sinks[i] != NULL)
+                    buf_feed(sinks[i], chunk, (size_t)got);
+                else
+                    msgs_feed(m, chunk, (size_t)got);
+            } else {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                open_fds--;
+            }
+            if (i == 2 && ended < 0 && msgs_complete(m))
+                /* The child has reported and waits to be killed: whatever
+                 * still holds the pipes (an orphan of the user's) gets the
+                 * same grace as after an exit. */
+                ended = now_us();
+        }
+    }
+    if (!o->reaped && !msgs_complete(m)) {
+        /* All pipes closed (fd juggling by user code) and the child runs
+         * on: wait for its exit until the deadline. */
+        while (!o->reaped && now_us() < deadline) {
+            reap(c, o, WNOHANG);
+            if (!o->reaped) {
+                struct timespec ts = {0, 500000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (!o->reaped) {
+            o->timed_out = true;
+            kill_child(c->pid);
+            reap(c, o, 0);
+        }
+    } else if (!o->reaped) {
+        /* It reported and closed its pipes; its exit is not waited for
+         * (tearing down an address space takes ms in a VM): the process
+         * group is killed once the frames are out. */
+        reap(c, o, WNOHANG);
+    }
+    o->elapsed_us = now_us() - started;
+    for (int i = 0; i < 3; i++)
+        if (fds[i].fd >= 0)
+            close(fds[i].fd);
+}
+
+/* write_exit writes the exit frame: numbers and fixed words only. */
+static void write_exit(const struct outcome *o, const struct buf *out, const struct buf *err, const struct msgs *m,
+                       bool oom) {
+    const char *state = "reported";
+    int code = 0, sig = 0;
+    int64_t cpu_us = -1;
+    if (o->reaped) {
+        cpu_us = (int64_t)o->ru.ru_utime.tv_sec * 1000000 + o->ru.ru_utime.tv_usec +
+                 (int64_t)o->ru.ru_stime.tv_sec * 1000000 + o->ru.ru_stime.tv_usec;
+        if (WIFSIGNALED(o->status)) {
+            state = "signaled";
+            sig = WTERMSIG(o->status);
+        } else {
+            state = "exited";
+            code = WEXITSTATUS(o->status);
+        }
+    }
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "{\"state\":\"%s\",\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,"
+                     "\"execution_us\":%" PRId64 ",\"cpu_us\":%" PRId64 ",\"peak_memory_bytes\":%" PRId64
+                     ",\"oom_killed\":%s,\"stdout_bytes\":%" PRIu64 ",\"stderr_bytes\":%" PRIu64
+                     ",\"outputs_overflow\":%s,\"report_malformed\":%s}",
+                     state, code, sig, o->timed_out ? "true" : "false", o->elapsed_us, cpu_us, peak_memory(),
+                     oom ? "true" : "false", out->total, err->total, msgs_overflow(m) ? "true" : "false",
+                     m->malformed ? "true" : "false");
+    write_frame("exit", body, (size_t)n);
+}
+
+int main(void) {
+    /* Keeps same-uid processes (the child) out of /proc/1/{mem,fd,environ}. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct child c;
+    if (!start_child(&c))
+        return fail("the runner process could not be started");
+    struct msgs m = {.b = {.limit = MAX_READY_BYTES}};
+    if (!wait_ready(&c, &m)) {
+        kill_child(c.pid);
+        return fail("the runner process failed to start");
+    }
+    write_frame("ready", m.b.data + m.ready.off, m.ready.len);
+
+    struct request r;
+    int64_t oom_before = oom_kills();
+    int64_t started = 0;
+    const char *bad = forward_request(&c, &r, &started);
+    if (bad != NULL) {
+        kill_child(c.pid);
+        return fail(bad);
+    }
+    /* From here the child is untrusted: everything it sends is bounded. */
+    m.b.limit = m.scan + MAX_REPORT_BYTES + r.outputs_cap + 2 * MAX_MSG_HEADER;
+    struct buf out = {.limit = r.stdout_cap}, err = {.limit = r.stderr_cap};
+    struct outcome o = {0};
+    supervise(&c, &r, &out, &err, &m, &o, started);
+    bool oom = oom_kills() > oom_before;
+
+    write_frame("stdout", out.data, out.len);
+    write_frame("stderr", err.data, err.len);
+    if (m.report.seen && m.report.len <= MAX_REPORT_BYTES)
+        write_frame("report", m.b.data + m.report.off, m.report.len);
+    if (m.outputs.seen && !msgs_overflow(&m))
+        write_frame("outputs", m.b.data + m.outputs.off, m.outputs.len);
+    write_exit(&o, &out, &err, &m, oom);
+    kill_child(c.pid); /* the process group: leave nothing behind */
+    return 0;
+}
