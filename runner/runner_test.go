@@ -350,3 +350,13 @@ func TestPolicyCheckedByValidator(t *testing.T) {
 		t.Fatalf("checked: status %q stdout %q err %v, want the code run", res.Status, res.Stdout, err)
 	}
 }
+
+// A timeout far below a millisecond is still a timeout, not a refused request.
+func TestTinyTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	res := e.run(t, "while True: pass", 100*time.Microsecond)
+	if res.Status != runner.StatusTimeout {
+		t.Fatalf("status %q error %+v, want timeout", res.Status, res.Error)
+	}
+}

@@ -82,9 +82,11 @@ type wireRequest struct {
 }
 
 // requestHeader is the line the supervisor reads before the body: the
-// deadline and the caps it enforces, and the body's length.
+// deadline in whole milliseconds (rounded up, at least 1) and the caps it
+// enforces, and the body's length.
 func requestHeader(timeout time.Duration, stdoutCap, stderrCap, outputsCap, length int) string {
-	return fmt.Sprintf("run %d %d %d %d %d\n", timeout.Milliseconds(), stdoutCap, stderrCap, outputsCap, length)
+	ms := max(1, (timeout + time.Millisecond - 1).Milliseconds())
+	return fmt.Sprintf("run %d %d %d %d %d\n", ms, stdoutCap, stderrCap, outputsCap, length)
 }
 
 // prepare creates, attaches and starts a container and waits until its

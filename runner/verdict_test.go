@@ -129,3 +129,18 @@ func TestCompose(t *testing.T) {
 		t.Errorf("cpu %v outputs %+v", res.Resources.CPUTime, res.Outputs)
 	}
 }
+
+func TestRequestHeader(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		want    string
+	}{
+		{30 * time.Second, "run 30000 10 20 30 40\n"},
+		{100 * time.Microsecond, "run 1 10 20 30 40\n"}, // never 0: the supervisor refuses it
+		{1500 * time.Microsecond, "run 2 10 20 30 40\n"},
+	} {
+		if got := requestHeader(tc.timeout, 10, 20, 30, 40); got != tc.want {
+			t.Errorf("requestHeader(%v) = %q, want %q", tc.timeout, got, tc.want)
+		}
+	}
+}
