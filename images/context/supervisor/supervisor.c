@@ -175,7 +175,7 @@ struct msgs {
 static bool msgs_overflow(const struct msgs *m) { return m->b.total > m->b.len || m->b.nomem; }
 
 static void msgs_scan(struct msgs *m) {
-    while (!m->malformed) {
+    while (!m->malformed && m->scan < m->b.len) {
         const char *start = m->b.data + m->scan;
         size_t avail = m->b.len - m->scan;
         const char *nl = memchr(start, '\n', avail < MAX_MSG_HEADER ? avail : MAX_MSG_HEADER);
