@@ -50,8 +50,13 @@
 #include <unistd.h>
 
 #define FRAME_MAGIC "PYEXEC1"
+/* The child's interpreter and script; tests build with others (-D). */
+#ifndef CHILD_PYTHON
 #define CHILD_PYTHON "/usr/bin/python3"
+#endif
+#ifndef CHILD_SCRIPT
 #define CHILD_SCRIPT "/opt/pyexec/child.py"
+#endif
 
 /* The child's descriptors, as child.py expects them. */
 enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
@@ -531,7 +536,7 @@ static void supervise(struct child *c, const struct request *r, struct buf *out,
 
 /* write_exit writes the exit frame: numbers and fixed words only. */
 static void write_exit(const struct outcome *o, const struct buf *out, const struct buf *err, const struct msgs *m,
-                       bool oom) {
+                       bool oom, bool outputs_overflow) {
     const char *state = "reported";
     int code = 0, sig = 0;
     int64_t cpu_us = -1;
@@ -553,7 +558,7 @@ static void write_exit(const struct outcome *o, const struct buf *out, const str
                      ",\"oom_killed\":%s,\"stdout_bytes\":%" PRIu64 ",\"stderr_bytes\":%" PRIu64
                      ",\"outputs_overflow\":%s,\"report_malformed\":%s}",
                      state, code, sig, o->timed_out ? "true" : "false", o->elapsed_us, cpu_us, peak_memory(),
-                     oom ? "true" : "false", out->total, err->total, msgs_overflow(m) ? "true" : "false",
+                     oom ? "true" : "false", out->total, err->total, outputs_overflow ? "true" : "false",
                      m->malformed ? "true" : "false");
     write_frame("exit", body, (size_t)n);
 }
@@ -592,9 +597,12 @@ int main(void) {
     write_frame("stderr", err.data, err.len);
     if (m.report.seen && m.report.len <= MAX_REPORT_BYTES)
         write_frame("report", m.b.data + m.report.off, m.report.len);
-    if (m.outputs.seen && !msgs_overflow(&m))
+    /* The outputs are dropped when more arrived than the pipe's cap or they
+     * alone exceed theirs. */
+    bool outputs_overflow = msgs_overflow(&m) || (m.outputs.seen && m.outputs.len > r.outputs_cap);
+    if (m.outputs.seen && !outputs_overflow)
         write_frame("outputs", m.b.data + m.outputs.off, m.outputs.len);
-    write_exit(&o, &out, &err, &m, oom);
+    write_exit(&o, &out, &err, &m, oom, outputs_overflow);
     kill_child(c.pid); /* the process group: leave nothing behind */
     return 0;
 }

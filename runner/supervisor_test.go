@@ -1,0 +1,284 @@
+package runner
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests build the sandbox supervisor (images/context/supervisor) on the
+// host with AddressSanitizer and UndefinedBehaviorSanitizer, run it against a
+// scripted stand-in for the Python child, and read what it writes with the
+// runner's own frame reader and verdict. The real child runs in the
+// real-engine tests; here the child misbehaves on purpose.
+
+const supervisorSource = "../images/context/supervisor/supervisor.c"
+
+// fakeChild plays the child's side of the protocol (child.py) as FAKE_MODE says.
+const fakeChild = `import os, signal, sys, time
+mode = os.environ["FAKE_MODE"]
+def send(kind, payload):
+    os.write(3, b"%s %d\n" % (kind.encode(), len(payload)) + payload)
+if mode == "noready":
+    os._exit(3)
+if mode == "badready":
+    os.write(3, b"no header here" * 10)
+    os._exit(0)
+send("ready", b'{"preload":"none","preload_ms":1.5,"memory_bytes":1024}')
+data = b""
+while True:
+    chunk = os.read(4, 65536)
+    if not chunk:
+        break
+    data += chunk
+os.dup2(5, 1); os.dup2(6, 2); os.close(5); os.close(6)
+if mode == "ok":
+    os.write(1, data + b"\xff")
+    os.write(2, b"err")
+    send("report", b'{"error":null,"cpu_ms":3}')
+    send("outputs", b'{"variables":{"x":{"type":"int","repr":"1"}}}')
+elif mode == "error":
+    send("report", b'{"error":{"type":"ValueError","message":"bad","traceback":"tb","line":2,"column":null}}')
+    send("outputs", b'{}')
+elif mode == "garbage":
+    os.write(3, b"report 99999999999\n{" + b"\xff" * 100000)
+elif mode == "malformed":
+    os.write(3, b"x" * 100)
+elif mode == "big":
+    os.write(1, b"a" * (3 << 20))
+    send("report", b'{"error":null}')
+    send("outputs", b"[" * (2 << 20))
+elif mode == "twice":
+    send("weird", b"zz")
+    send("report", b'{"error":null}')
+    send("report", b'{"error":{"type":"Forged"}}')
+    send("outputs", b"{}")
+elif mode == "sleep":
+    os.write(1, b"partial")
+    time.sleep(30)
+elif mode == "closeall":
+    os.close(1); os.close(2); os.close(3)
+    time.sleep(0.2)
+    os._exit(5)
+elif mode == "segv":
+    os.kill(os.getpid(), signal.SIGSEGV)
+for fd in (1, 2, 3):
+    os.close(fd)
+time.sleep(30)
+`
+
+func buildSupervisor(t *testing.T) (bin string) {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		if os.Getenv("PYEXEC_REQUIRE_DOCKER") == "1" {
+			t.Fatal("gcc is needed to test the supervisor")
+		}
+		t.Skip("no gcc")
+	}
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("no /usr/bin/python3")
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "child.py")
+	if err := os.WriteFile(script, []byte(fakeChild), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, "supervisor")
+	out, err := exec.Command(gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+		"-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+		`-DCHILD_PYTHON="`+python+`"`, `-DCHILD_SCRIPT="`+script+`"`,
+		"-o", bin, supervisorSource).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// superviseFake runs the supervisor with stdin and returns its frames.
+func superviseFake(t *testing.T, bin, mode, stdin string) []frame {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"FAKE_MODE=" + mode, "ASAN_OPTIONS=detect_leaks=0", "UBSAN_OPTIONS=print_stacktrace=1"}
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil && !strings.Contains(err.Error(), "exit status 2") {
+			t.Fatalf("supervisor: %v\nstderr: %s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("supervisor did not end; stderr: %s", stderr.String())
+	}
+	if s := stderr.String(); strings.Contains(s, "Sanitizer") || strings.Contains(s, "runtime error") {
+		t.Fatalf("sanitizer report:\n%s", s)
+	}
+	var frames []frame
+	fr := newFrameReader(&stdout, 16<<20)
+	for {
+		f, err := fr.next()
+		if errors.Is(err, io.EOF) {
+			return frames
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", len(frames), err)
+		}
+		frames = append(frames, f)
+	}
+}
+
+func runRequest(timeoutMS, stdoutCap, outputsCap int, body string) string {
+	return requestHeader(time.Duration(timeoutMS)*time.Millisecond, stdoutCap, 1000, outputsCap, len(body)) + body
+}
+
+// verdictOf checks the frame sequence (ready, the execution's frames, exit
+// last) and composes the result as the runner does.
+func verdictOf(t *testing.T, frames []frame, timeout time.Duration) Result {
+	t.Helper()
+	if len(frames) < 2 || frames[0].kind != frameReady || frames[len(frames)-1].kind != frameExit {
+		t.Fatalf("frames %v, want ready ... exit", kinds(frames))
+	}
+	var ef execFrames
+	for _, f := range frames[1 : len(frames)-1] {
+		if !ef.add(f) {
+			t.Fatalf("unexpected frame %q among %v", f.kind, kinds(frames))
+		}
+	}
+	// Every field the supervisor writes is one the runner knows.
+	dec := json.NewDecoder(bytes.NewReader(frames[len(frames)-1].payload))
+	dec.DisallowUnknownFields()
+	var ex wireExit
+	if err := dec.Decode(&ex); err != nil {
+		t.Fatalf("exit frame %s: %v", frames[len(frames)-1].payload, err)
+	}
+	res := Result{Outputs: emptyOutputs()}
+	compose(ex, ef, timeout, &res)
+	return res
+}
+
+func kinds(frames []frame) []string {
+	var out []string
+	for _, f := range frames {
+		out = append(out, f.kind)
+	}
+	return out
+}
+
+func TestSupervisorWithFakeChild(t *testing.T) {
+	t.Parallel()
+	bin := buildSupervisor(t)
+	const body = `{"code":"print(1)"}`
+	for _, tc := range []struct {
+		mode      string
+		timeoutMS int
+		check     func(t *testing.T, res Result)
+	}{
+		{"ok", 5000, func(t *testing.T, res Result) {
+			if res.Status != StatusSuccess || res.Stdout != body+"\uFFFD" || res.Stderr != "err" ||
+				res.Outputs.Variables["x"].Repr != "1" || res.ExecutionTime <= 0 || res.ExecutionTime > 5*time.Second {
+				t.Errorf("result %+v", res)
+			}
+		}},
+		{"error", 5000, func(t *testing.T, res Result) {
+			if res.Status != StatusError || res.Error == nil || res.Error.Type != "ValueError" ||
+				res.Error.Line == nil || *res.Error.Line != 2 || res.Error.Column != nil {
+				t.Errorf("status %q error %+v", res.Status, res.Error)
+			}
+		}},
+		// A hidden report leaves the exit status to decide: the child lingers
+		// past the deadline here, so it is a timeout.
+		{"garbage", 1500, func(t *testing.T, res Result) {
+			if res.Status != StatusTimeout {
+				t.Errorf("status %q error %+v", res.Status, res.Error)
+			}
+		}},
+		{"malformed", 1500, func(t *testing.T, res Result) {
+			if res.Status != StatusTimeout {
+				t.Errorf("status %q error %+v", res.Status, res.Error)
+			}
+		}},
+		{"big", 5000, func(t *testing.T, res Result) {
+			if len(res.Stdout) != 1000 || !res.StdoutTruncated || res.StdoutBytes != 3<<20 ||
+				!strings.Contains(res.Outputs.CollectError, "size limit") || res.Status != StatusSuccess {
+				t.Errorf("stdout %d bytes (truncated %v, total %d), outputs %+v, status %q",
+					len(res.Stdout), res.StdoutTruncated, res.StdoutBytes, res.Outputs, res.Status)
+			}
+		}},
+		{"twice", 5000, func(t *testing.T, res Result) {
+			if res.Status != StatusSuccess || res.Error != nil {
+				t.Errorf("the first report should count: status %q error %+v", res.Status, res.Error)
+			}
+		}},
+		{"sleep", 800, func(t *testing.T, res Result) {
+			if res.Status != StatusTimeout || res.Stdout != "partial" || res.ExecutionTime < 800*time.Millisecond {
+				t.Errorf("status %q stdout %q after %v", res.Status, res.Stdout, res.ExecutionTime)
+			}
+		}},
+		{"closeall", 5000, func(t *testing.T, res Result) {
+			if res.Status != StatusError || res.Error == nil || res.Error.Type != "ProcessExit" ||
+				!strings.Contains(res.Error.Message, "code 5") {
+				t.Errorf("status %q error %+v", res.Status, res.Error)
+			}
+		}},
+		{"segv", 5000, func(t *testing.T, res Result) {
+			if res.Status != StatusError || res.Error == nil || res.Error.Message != "process was killed by signal SIGSEGV" {
+				t.Errorf("status %q error %+v", res.Status, res.Error)
+			}
+		}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
+			timeout := time.Duration(tc.timeoutMS) * time.Millisecond
+			frames := superviseFake(t, bin, tc.mode, runRequest(tc.timeoutMS, 1000, 1<<20, body))
+			tc.check(t, verdictOf(t, frames, timeout))
+		})
+	}
+}
+
+// A request the supervisor cannot serve, or a child that never gets ready,
+// ends in one error frame and nothing else.
+func TestSupervisorRefuses(t *testing.T) {
+	t.Parallel()
+	bin := buildSupervisor(t)
+	for _, tc := range []struct {
+		name, mode, stdin, message string
+	}{
+		{"child dies", "noready", "", "failed to start"},
+		{"child garbage", "badready", "", "failed to start"},
+		{"no request", "ok", "", "request missing"},
+		{"zero timeout", "ok", "run 0 1 1 1 2\n{}", "bad request header"},
+		{"short header", "ok", "run 10 1 1 1\n{}", "bad request header"},
+		{"huge body", "ok", "run 10 1 1 1 99999999999\n{}", "bad request header"},
+		{"long header", "ok", strings.Repeat("x", 300), "request header too long"},
+		{"truncated body", "ok", "run 1000 10 10 10 100\n{}", "request truncated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			frames := superviseFake(t, bin, tc.mode, tc.stdin)
+			last := frames[len(frames)-1]
+			if last.kind != frameError || !strings.Contains(string(last.payload), tc.message) {
+				t.Fatalf("frames %v, last %q %s; want an error frame saying %q", kinds(frames), last.kind, last.payload, tc.message)
+			}
+			for _, f := range frames[:len(frames)-1] {
+				if f.kind != frameReady {
+					t.Errorf("frame %q before the error", f.kind)
+				}
+			}
+		})
+	}
+}
