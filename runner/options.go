@@ -71,12 +71,17 @@ const (
 	DefaultTmpfsBytes      = 64 << 20
 	DefaultMaxStreamBytes  = 1 << 20
 	DefaultMaxOutputsBytes = 32 << 20
-	DefaultMaxWorkers      = 4
-	DefaultMaxQueue        = 32
-	DefaultKillGrace       = 1500 * time.Millisecond
-	DefaultStartTimeout    = 60 * time.Second
-	DefaultCleanupTimeout  = 30 * time.Second
-	DefaultPoolMaxAge      = 10 * time.Minute
+	// MaxStreamBytesLimit and MaxOutputsBytesLimit are the largest caps the
+	// sandbox supervisor accepts (MAX_STREAM_CAP and MAX_OUTPUTS_CAP in
+	// images/context/supervisor/supervisor.c).
+	MaxStreamBytesLimit   = 64 << 20
+	MaxOutputsBytesLimit  = 256 << 20
+	DefaultMaxWorkers     = 4
+	DefaultMaxQueue       = 32
+	DefaultKillGrace      = 1500 * time.Millisecond
+	DefaultStartTimeout   = 60 * time.Second
+	DefaultCleanupTimeout = 30 * time.Second
+	DefaultPoolMaxAge     = 10 * time.Minute
 )
 
 func (o Options) withDefaults() (Options, error) {
@@ -121,6 +126,10 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MemoryBytes < 64<<20 {
 		return o, fmt.Errorf("runner: memory limit %d below 64 MiB", o.MemoryBytes)
+	}
+	if o.MaxStreamBytes > MaxStreamBytesLimit || o.MaxOutputsBytes > MaxOutputsBytesLimit {
+		return o, fmt.Errorf("runner: output caps %d/%d above the sandbox's %d/%d",
+			o.MaxStreamBytes, o.MaxOutputsBytes, MaxStreamBytesLimit, MaxOutputsBytesLimit)
 	}
 	if o.MaxWorkers < 0 || o.MaxQueue < 0 || o.PoolSize < 0 {
 		return o, errors.New("runner: negative worker, queue or pool size")

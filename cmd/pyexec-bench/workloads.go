@@ -24,7 +24,7 @@ type workload struct {
 }
 
 // mplPrelude copies the font cache built into the image into a writable
-// MPLCONFIGDIR, like harness.py's prepare_matplotlib_config.
+// MPLCONFIGDIR, like child.py's prepare_matplotlib_config.
 const mplPrelude = `import os as _os, shutil as _sh
 try:
     _os.makedirs("/tmp/.matplotlib", exist_ok=True)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pyexec/pyexec/images"
 	"github.com/pyexec/pyexec/policy"
+	"github.com/pyexec/pyexec/runner"
 )
 
 // Config is the service's settings, read once from the environment.
@@ -29,7 +30,7 @@ import (
 //	CPU_LIMIT            cpus      1.0            CPUs of one execution
 //	PIDS_LIMIT           int       128            processes+threads of one execution
 //	TMPFS_SIZE           bytes     64m            writable scratch space (/tmp) of one execution
-//	MAX_OUTPUT_BYTES     bytes     1m             cap on stdout and on stderr, each
+//	MAX_OUTPUT_BYTES     bytes     1m             cap on stdout and on stderr, each (at most 64m)
 //	IMAGE_REPOSITORY     name      pyexec-python  repository of the analytics image
 //	SERVICE_ID           name      hostname       owner label; replicas sharing an engine differ
 //	BUILD_IMAGE          bool      true           build the analytics image at start when missing
@@ -84,11 +85,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		Timeout:         p.seconds("TIMEOUT_SECONDS", 30),
 		MaxTimeout:      p.seconds("MAX_TIMEOUT_SECONDS", 60),
 		LogLevel:        p.level("LOG_LEVEL", logrus.InfoLevel),
-		MemoryBytes:     p.bytes("MEMORY_LIMIT", "512m", 64<<20),
+		MemoryBytes:     p.bytes("MEMORY_LIMIT", "512m", 64<<20, 1<<40),
 		NanoCPUs:        p.cpus("CPU_LIMIT", 1.0),
 		PidsLimit:       p.int("PIDS_LIMIT", 128, 16, 100000),
-		TmpfsBytes:      p.bytes("TMPFS_SIZE", "64m", 1<<20),
-		MaxOutputBytes:  p.bytes("MAX_OUTPUT_BYTES", "1m", 1<<10),
+		TmpfsBytes:      p.bytes("TMPFS_SIZE", "64m", 1<<20, 1<<40),
+		MaxOutputBytes:  p.bytes("MAX_OUTPUT_BYTES", "1m", 1<<10, runner.MaxStreamBytesLimit),
 		ImageRepository: p.str("IMAGE_REPOSITORY", "pyexec-python"),
 		ServiceID:       p.str("SERVICE_ID", host),
 		BuildImage:      p.bool("BUILD_IMAGE", true),
@@ -153,14 +154,14 @@ func (p *parser) seconds(name string, def float64) time.Duration {
 	return time.Duration(f * float64(time.Second))
 }
 
-func (p *parser) bytes(name, def string, lo int64) int64 {
+func (p *parser) bytes(name, def string, lo, hi int64) int64 {
 	v := strings.TrimSpace(p.getenv(name))
 	if v == "" {
 		v = def
 	}
 	n, err := units.RAMInBytes(v)
-	if err != nil || n < lo {
-		p.fail(name, v, fmt.Sprintf("want a size such as 512m, at least %d bytes", lo))
+	if err != nil || n < lo || n > hi {
+		p.fail(name, v, fmt.Sprintf("want a size such as %s, from %d to %d bytes", def, lo, hi))
 		n, _ = units.RAMInBytes(def)
 	}
 	return n

@@ -42,6 +42,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		"POLICY":              "lax",
 		"BUILD_IMAGE":         "perhaps",
 		"ADMIN_TOKEN":         "short",
+		"MAX_OUTPUT_BYTES":    "128m", // above what the sandbox supervisor accepts
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := loadConfig(env(map[string]string{"SERVICE_ID": "x", name: val}))
