@@ -11,7 +11,7 @@ export GOFLAGS ?= -mod=mod
 BIN := bin
 PORT ?= 8000
 
-.PHONY: all setup engine base image build run test test-short fuzz bench compose-smoke docs-screenshot vet fmt clean
+.PHONY: all setup engine base image build run test testdeps test-short fuzz bench compose-smoke docs-screenshot vet fmt clean
 
 all: build
 
@@ -32,7 +32,14 @@ setup: image
 run: setup
 	PORT=$(PORT) $(BIN)/pyexec
 
-test: setup
+# The supervisor's sanitizer tests (runner/supervisor_test.go) build it with
+# gcc and run a stand-in child with Debian's python3.
+testdeps:
+	command -v gcc >/dev/null && test -x /usr/bin/python3 || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev python3 >/dev/null; }
+
+test: setup testdeps
 	go vet ./...
 	PYEXEC_REQUIRE_DOCKER=1 go test -race -count=1 -timeout 40m ./...
 
