@@ -1145,7 +1145,7 @@ f = sys._getframe()
 chain, harness = [], None
 while f is not None:
     chain.append(f.f_code.co_name)
-    if "send" in f.f_globals and "RES_FD" in f.f_globals:
+    if "read_request" in f.f_globals and "RES_FD" in f.f_globals:
         harness = f.f_globals
     f = f.f_back
 probe("chain", lambda: chain)
@@ -1183,7 +1183,7 @@ g = gen()
 f = next(g)
 found = None
 while f is not None:
-    if "_send" in f.f_globals and "res_w" in f.f_locals:
+    if "send_message" in f.f_globals and "res_w" in f.f_locals:
         found = f
     f = f.f_back
 probe("found", lambda: found is not None)

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -187,9 +186,6 @@ func cutChars(s string, max int) string {
 // streamText is what a capture holds, as text: invalid UTF-8 (a cut may
 // split a character) is replaced, never rejected.
 func streamText(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 

@@ -122,13 +122,6 @@ def memory_usage():
     return None
 
 
-def send(kind, payload):
-    data = b"%s %d\n" % (kind.encode("ascii"), len(payload)) + payload
-    view = memoryview(data)
-    while view:
-        view = view[os.write(RES_FD, view):]
-
-
 def read_request():
     chunks = []
     while True:
@@ -167,7 +160,8 @@ def main():
         "versions": library_versions(),
         "memory_bytes": memory_usage(),
     }
-    send("ready", jsonlite.dumps(ready, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8"))
+    payload = jsonlite.dumps(ready, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    runner_child.send_message(RES_FD, "ready", payload.encode("utf-8"))
     request = read_request()
     runner_child.run(request, RES_FD)
     # Done: close the pipes, which is what the supervisor answers on, and

@@ -61,6 +61,7 @@ class _Context:
 
 
 _WHITESPACE = " \t\n\r"
+_scan = _make_scanner(_Context) if _make_encoder is not None else None
 
 
 def loads(data):
@@ -73,7 +74,7 @@ def loads(data):
         return json.loads(data)
     start = len(data) - len(data.lstrip(_WHITESPACE))
     try:
-        obj, end = _make_scanner(_Context)(data, start)
+        obj, end = _scan(data, start)
     except StopIteration as exc:
         raise ValueError("invalid JSON at %d" % exc.value) from None
     if data[end:].strip(_WHITESPACE):

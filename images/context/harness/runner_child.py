@@ -28,7 +28,8 @@ def prepare(preloaded):
     outputs.prepare(preloaded)
 
 
-def _send(res_w, kind, payload):
+def send_message(res_w, kind, payload):
+    """Writes one message on the result pipe: b"<kind> <length>\\n" + payload."""
     data = b"%s %d\n" % (kind.encode("ascii"), len(payload)) + payload
     view = memoryview(data)
     while view:
@@ -235,8 +236,8 @@ def report_policy_violations(res_w, violations):
         "error": policy_error(violations),
         "violations": violations[: checker.MAX_REPORTED],
     }
-    _send(res_w, "report", jsonlite.dumps(report, ensure_ascii=False).encode("utf-8", "replace"))
-    _send(res_w, "outputs", jsonlite.dumps(outputs.empty()).encode("utf-8"))
+    send_message(res_w, "report", jsonlite.dumps(report, ensure_ascii=False).encode("utf-8", "replace"))
+    send_message(res_w, "outputs", jsonlite.dumps(outputs.empty()).encode("utf-8"))
 
 
 # ---------------------------------------------------------------- run
@@ -300,14 +301,14 @@ def run(request, res_w):
     report = jsonlite.dumps(
         {"error": _cap_error(error), "cpu_ms": _cpu_ms()}, ensure_ascii=False, default=repr
     ).encode("utf-8")
-    _send(res_w, "report", report)
+    send_message(res_w, "report", report)
     try:
         payload = jsonlite.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         empty = outputs.empty()
         empty["collect_error"] = "outputs were not valid JSON: %s" % (exc,)
         payload = jsonlite.dumps(empty).encode("utf-8")
-    _send(res_w, "outputs", payload)
+    send_message(res_w, "outputs", payload)
     # Close every pipe now: the supervisor answers without waiting for this
     # process's exit.
     for fd in (1, 2, res_w):
