@@ -11,7 +11,7 @@ export GOFLAGS ?= -mod=mod
 BIN := bin
 PORT ?= 8000
 
-.PHONY: all setup engine base image build run test testdeps test-short fuzz bench compose-smoke docs-screenshot vet fmt clean
+.PHONY: all setup engine base image build run test testdeps test-short fuzz bench soak compose-smoke docs-screenshot vet fmt clean
 
 all: build
 
@@ -39,9 +39,15 @@ testdeps:
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev python3 >/dev/null; }
 
+# Three steps: the suite (packages in parallel; fault tests skip), then the
+# fault tests one package at a time (they stop the engine and remove images,
+# under an exclusive lock), then a 5-minute soak with two engine restarts
+# and a SIGKILL of the service.
 test: setup testdeps
 	go vet ./...
 	PYEXEC_REQUIRE_DOCKER=1 go test -race -count=1 -timeout 40m ./...
+	PYEXEC_REQUIRE_DOCKER=1 PYEXEC_FAULT_TESTS=1 go test -race -count=1 -p 1 -timeout 30m -run 'Fault' ./...
+	$(MAKE) soak SOAK_DURATION=5m
 
 test-short:
 	go test -race -short ./...
@@ -55,6 +61,16 @@ fuzz:
 # per execution, on this engine; prints p50/p95/p99, throughput and ratios.
 bench: setup
 	bash cmd/pyexec-bench/bench.sh $(BENCH_FLAGS)
+
+# Soak: the real binary under mixed load at saturation for SOAK_DURATION
+# (default 30m; at least 2m), restarting the engine twice and SIGKILLing
+# the service once; prints requests, answers by class, recovery times, RSS,
+# goroutines and containers left, and fails on any 500, hung request or
+# leftover. It stops the engine: it takes /tmp/pyexec-engine.lock
+# exclusively itself (waiting for engine tests); do not wrap it in flock.
+SOAK_DURATION ?= 30m
+soak: setup
+	go run ./cmd/pyexec-soak -bin $(BIN)/pyexec -duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 # Screenshots of /docs and /redoc in headless Chromium, from a service
 # started here on a free port (the pages use only embedded assets).

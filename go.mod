@@ -14,6 +14,7 @@ require (
 	github.com/opencontainers/runtime-spec v1.2.1
 	github.com/prometheus/client_golang v1.23.2
 	github.com/sirupsen/logrus v1.10.2
+	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.48.0
 )
 

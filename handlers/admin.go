@@ -24,7 +24,9 @@ type ImageBuilder interface {
 }
 
 // ImageSwitcher is the runner's side of a rebuild; *runner.Runner
-// implements it.
+// implements it (main passes it with SetImage made through images.Healer,
+// which remembers the packages to rebuild the image with should it
+// disappear).
 type ImageSwitcher interface {
 	// Image is the image new sandboxes are created from.
 	Image() string

@@ -15,9 +15,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/pyexec/pyexec/handlers/docs"
 	"github.com/pyexec/pyexec/images"
 	"github.com/pyexec/pyexec/internal/dockertest"
+	"github.com/pyexec/pyexec/internal/openapitest"
 	"github.com/pyexec/pyexec/runner"
 )
 
@@ -90,7 +90,7 @@ func adminDo(h http.Handler, method, path, auth, ctype, body string) *httptest.R
 
 // adminContract loads the OpenAPI document once (a Contract is safe for
 // concurrent use).
-var adminContract = sync.OnceValues(docs.Validator)
+var adminContract = sync.OnceValues(openapitest.Validator)
 
 // matchesDocs holds an admin answer to the OpenAPI document.
 func matchesDocs(t *testing.T, method, path string, rec *httptest.ResponseRecorder) {

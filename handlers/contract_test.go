@@ -3,7 +3,7 @@ package handlers
 import (
 	"testing"
 
-	"github.com/pyexec/pyexec/handlers/docs"
+	"github.com/pyexec/pyexec/internal/openapitest"
 	"github.com/pyexec/pyexec/runner"
 )
 
@@ -12,11 +12,11 @@ import (
 // the document's schema and the example's documented outcome.
 func TestContractExamples(t *testing.T) {
 	h, _ := realRouter(t, func(o *runner.Options) { o.PoolSize = 2 })
-	c, err := docs.Validator()
+	c, err := openapitest.Validator()
 	if err != nil {
 		t.Fatal(err)
 	}
-	examples, err := docs.Examples()
+	examples, err := openapitest.Examples()
 	if err != nil {
 		t.Fatal(err)
 	}

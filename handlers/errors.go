@@ -57,6 +57,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, runner.ErrEngineDown):
 		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "engine_unavailable", Message: "the container engine is unavailable"}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case errors.Is(err, runner.ErrSandboxVanished):
+		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "sandbox_vanished",
+			Message: "the sandbox container disappeared while the code ran (removed from outside, e.g. by an operator); the code may have run in part, retry"}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case errors.Is(err, runner.ErrNoImage), errors.Is(err, images.ErrNoImage):
 		ae = &apiError{Status: http.StatusServiceUnavailable, Code: "image_unavailable", Message: "the sandbox image is not ready"}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))

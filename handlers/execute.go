@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
@@ -69,21 +68,18 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 	addLogField(r.Context(), "code_sha256", hex.EncodeToString(sum[:6]))
 	addLogField(r.Context(), "code_bytes", len(req.Code))
 
-	// Code that cannot parse or breaks the policy is answered without a
-	// container. When the validator is unavailable the execution goes ahead
-	// and the sandbox checks the policy itself before running the code.
-	res, checked, rejected := h.precheck(r, req.Code)
-	req.PolicyChecked = checked
-	outcome := outcomeRejected
-	if !rejected {
-		res, err = h.opts.Runner.Run(r.Context(), req)
-		if err != nil {
-			h.countExecution(outcomeFailed)
-			addLogField(r.Context(), "outcome", outcomeFailed)
-			writeError(w, r, err)
-			return
-		}
-		outcome = res.Status
+	// The runner decides every outcome, refusals of the pre-check included;
+	// here a Result becomes JSON and an error a status.
+	res, err := h.opts.Runner.Run(r.Context(), req)
+	if err != nil {
+		h.countExecution(outcomeFailed)
+		addLogField(r.Context(), "outcome", outcomeFailed)
+		writeError(w, r, err)
+		return
+	}
+	outcome := res.Status
+	if res.Rejected {
+		outcome = outcomeRejected
 	}
 	h.countExecution(outcome)
 	addLogField(r.Context(), "outcome", outcome)
@@ -159,43 +155,4 @@ func invalidCode(vs []policy.Violation) *apiError {
 		Message:    policy.Violations(vs).Error(),
 		Violations: vs,
 	}
-}
-
-// precheck validates code without running it. checked says the validator
-// passed the code; rejected, that it must not run, with res its finished
-// Result.
-func (h *handler) precheck(r *http.Request, code string) (res runner.Result, checked, rejected bool) {
-	start := time.Now()
-	v, err := h.opts.Runner.Validate(r.Context(), code)
-	if err != nil {
-		logctx.From(r.Context()).WithError(err).Warn("pre-check unavailable; the sandbox will check")
-		return runner.Result{}, false, false
-	}
-	if v.Valid {
-		return runner.Result{}, true, false
-	}
-	first := v.Errors[0]
-	typ := "PolicyViolation"
-	if first.Rule == policy.RuleSyntax {
-		typ = "SyntaxError"
-	}
-	line, col := first.Line, first.Column
-	res = runner.Result{
-		Status:        runner.StatusError,
-		ExecutionTime: time.Since(start),
-		Outputs:       runner.Outputs{Charts: []runner.Chart{}, DataFrames: []runner.DataFrame{}, Variables: map[string]runner.Variable{}},
-		Error: &runner.ExecError{
-			Type:      typ,
-			Message:   first.Message,
-			Traceback: policy.Violations(v.Errors).Error(),
-			Line:      &line,
-			Column:    &col,
-		},
-		Violations: v.Errors,
-		Flavor:     "validator",
-	}
-	if typ == "SyntaxError" {
-		res.Violations = nil
-	}
-	return res, false, true
 }

@@ -7,15 +7,30 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.uber.org/goleak"
 
+	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, leakOptions...)
+}
+
+// leakOptions ignore the goroutines of connections that outlive a test by
+// design: idle keep-alive connections of http.Transport (the Docker client's
+// and httptest clients') are closed by the transport in the background.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+	goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+}
 
 // fakeRunner stands in for the runner in pure handler tests; the real one is
 // exercised in e2e_test.go.
@@ -114,13 +129,16 @@ func TestExecuteMapsErrors(t *testing.T) {
 	cases := []struct {
 		err        error
 		status     int
+		code       string
 		retryAfter bool
 	}{
-		{runner.ErrBusy, 429, true},
-		{fmt.Errorf("x: %w", runner.ErrEngineDown), 503, true},
-		{fmt.Errorf("x: %w", runner.ErrNoImage), 503, true},
-		{runner.ErrClosed, 503, false},
-		{errors.New("boom"), 500, false},
+		{runner.ErrBusy, 429, "busy", true},
+		{fmt.Errorf("x: %w", runner.ErrEngineDown), 503, "engine_unavailable", true},
+		{fmt.Errorf("attach container: %w: %w", runner.ErrEngineDown, errors.New("cannot connect to the Docker daemon")), 503, "engine_unavailable", true},
+		{fmt.Errorf("x: %w", runner.ErrNoImage), 503, "image_unavailable", true},
+		{fmt.Errorf("inspect container: %w", runner.ErrSandboxVanished), 503, "sandbox_vanished", true},
+		{runner.ErrClosed, 503, "shutting_down", false},
+		{errors.New("boom"), 500, "internal", false},
 	}
 	for _, c := range cases {
 		t.Run(c.err.Error(), func(t *testing.T) {
@@ -131,10 +149,41 @@ func TestExecuteMapsErrors(t *testing.T) {
 			if got := rec.Header().Get("Retry-After") != ""; got != c.retryAfter {
 				t.Errorf("Retry-After present = %v, want %v", got, c.retryAfter)
 			}
-			if !json.Valid(rec.Body.Bytes()) {
-				t.Errorf("body not JSON: %s", rec.Body)
+			var body errorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatalf("body not JSON: %s", rec.Body)
+			}
+			if body.Error.Code != c.code || body.Error.Message == "" {
+				t.Errorf("error %+v, want code %q", body.Error, c.code)
 			}
 		})
+	}
+}
+
+// The handler maps the runner's Result as it is: a rejected Result is
+// answered 200 with its verdict, and the handler adds nothing of its own.
+func TestExecuteRejectedResult(t *testing.T) {
+	line, col := 1, 1
+	f := &fakeRunner{res: runner.Result{
+		Status:   runner.StatusError,
+		Rejected: true,
+		Flavor:   runner.FlavorValidator,
+		Error: &runner.ExecError{Type: "PolicyViolation", Message: "import of module 'os' is forbidden",
+			Traceback: "line 1, column 1: import of module 'os' is forbidden (forbidden-module)", Line: &line, Column: &col},
+		Violations: []policy.Violation{{Line: 1, Column: 1, Rule: policy.RuleForbiddenModule, Message: "import of module 'os' is forbidden"}},
+		Outputs:    runner.Outputs{Charts: []runner.Chart{}, DataFrames: []runner.DataFrame{}, Variables: map[string]runner.Variable{}},
+	}}
+	rec := do(newTestRouter(f), http.MethodPost, "/execute", "application/json", `{"code":"import os"}`)
+	if rec.Code != 200 || f.calls.Load() != 1 {
+		t.Fatalf("status %d calls %d: %s", rec.Code, f.calls.Load(), rec.Body)
+	}
+	var got executeResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "error" || !reflect.DeepEqual(got.Error, f.res.Error) || !reflect.DeepEqual(got.Violations, f.res.Violations) ||
+		got.Resources.Sandbox != runner.FlavorValidator {
+		t.Errorf("response %+v, want the Result as it is", got)
 	}
 }
 

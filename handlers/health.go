@@ -27,9 +27,26 @@ type ImageHealth struct {
 	Tag     string `json:"tag"`
 	Present bool   `json:"present"`
 	// Current says the present image was built from this binary's context.
-	Current  bool   `json:"current"`
+	Current bool `json:"current"`
+	// Building says the image is being built: at start, by an admin
+	// rebuild, or because it disappeared and the service rebuilds it.
 	Building bool   `json:"building"`
 	Error    string `json:"error,omitempty"`
+	// Fallback is set when an admin image disappeared, could not be rebuilt
+	// with its packages, and the service serves the base image instead.
+	Fallback *ImageFallback `json:"fallback,omitempty"`
+}
+
+// ImageFallback describes a fall-back from an admin image to the base
+// image (Tag); it lasts until the next admin rebuild.
+type ImageFallback struct {
+	// From is the admin image that disappeared; Packages its extra packages.
+	From     string   `json:"from"`
+	Packages []string `json:"packages"`
+	// At is when the service fell back.
+	At time.Time `json:"at"`
+	// Message says what happened and what to do, in one sentence.
+	Message string `json:"message"`
 }
 
 type healthBody struct {

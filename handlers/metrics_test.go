@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 
-	"github.com/pyexec/pyexec/handlers/docs"
 	"github.com/pyexec/pyexec/images"
 	"github.com/pyexec/pyexec/internal/dockertest"
+	"github.com/pyexec/pyexec/internal/openapitest"
 	"github.com/pyexec/pyexec/runner"
 )
 
@@ -282,7 +282,7 @@ func TestMetricsMatchDocs(t *testing.T) {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	h.ServeHTTP(rec, req)
-	c, err := docs.Validator()
+	c, err := openapitest.Validator()
 	if err != nil {
 		t.Fatal(err)
 	}

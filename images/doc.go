@@ -8,6 +8,11 @@
 // Rebuild (rebuild.go) adds allow-listed Debian packages in a layer on top
 // and tags the result with a hash of the context and the package set.
 //
+// Healer (heal.go) keeps the image in use present: told by the runner or
+// the health check that it disappeared, it rebuilds it once (with the extra
+// packages of an admin rebuild, falling back to the base image if that
+// fails), or, without BUILD_IMAGE, waits for someone to restore it.
+//
 // It never runs containers. Builder is safe for concurrent use; concurrent
 // builds of the same content share one build.
 //

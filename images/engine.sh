@@ -8,6 +8,16 @@ log() { printf 'engine: %s\n' "$*" >&2; }
 
 engine_up() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+# dockerd_running ignores a dockerd that has exited but is not yet reaped (a
+# zombie): after a stop, init may take a while to reap it.
+dockerd_running() {
+	local p
+	for p in $(pgrep -x dockerd); do
+		[[ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" =~ ^[^ZX]$ ]] && return 0
+	done
+	return 1
+}
+
 if engine_up; then
 	log "engine already running ($(docker version --format '{{.Server.Version}}'))"
 	exit 0
@@ -20,7 +30,7 @@ if ! command -v dockerd >/dev/null 2>&1; then
 	apt-get install -y -qq docker.io >/dev/null
 fi
 
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+if ! dockerd_running; then
 	log "starting dockerd"
 	mkdir -p /var/log
 	# Leftover pid files from a dockerd killed with its session block a new start.

@@ -15,6 +15,15 @@ const (
 	labelResult   = "result"
 	resultSuccess = "success"
 	resultFailure = "failure"
+
+	metricHeals = "pyexec_image_heals_total"
+	// Results of heals (Healer): the image in use rebuilt, the service
+	// fallen back to the base image, the image restored by someone else
+	// (BUILD_IMAGE=false), a rebuild that failed (retried after a backoff).
+	healRebuilt  = "rebuilt"
+	healFallback = "fallback"
+	healRestored = "restored"
+	healFailed   = "failed"
 )
 
 // metrics are the builder's instruments. They exist (and count) whether
@@ -58,6 +67,30 @@ func (b *Builder) RegisterMetrics(reg prometheus.Registerer) error {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("images: register metrics: %w", err)
 		}
+	}
+	return nil
+}
+
+// healMetrics are the Healer's instruments.
+type healMetrics struct {
+	heals *prometheus.CounterVec
+}
+
+func newHealMetrics() healMetrics {
+	m := healMetrics{heals: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: metricHeals,
+		Help: "Heals of a missing analytics image, by result: rebuilt, fallback (to the base image), restored (by someone else), failed (a rebuild that failed; retried).",
+	}, []string{labelResult})}
+	for _, r := range []string{healRebuilt, healFallback, healRestored, healFailed} {
+		m.heals.WithLabelValues(r)
+	}
+	return m
+}
+
+// RegisterMetrics registers the Healer's metrics with reg. Call it once.
+func (h *Healer) RegisterMetrics(reg prometheus.Registerer) error {
+	if err := reg.Register(h.metrics.heals); err != nil {
+		return fmt.Errorf("images: register metrics: %w", err)
 	}
 	return nil
 }

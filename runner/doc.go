@@ -17,6 +17,14 @@
 // SetImage switches to a rebuilt image without failing executions in flight
 // (image.go).
 //
-// Runner is safe for concurrent use. Close waits for every container it
-// started to be removed.
+// Run checks the code with the validator before it runs it, and every
+// Result, refusals included, is built in verdict.go from one table of
+// outcomes. Every engine failure is classified in one place (errors.go,
+// classify): ErrEngineDown, ErrNoImage (only a create's NotFound),
+// ErrSandboxVanished (a container removed while its code ran); a stream
+// that ends without a result is explained by asking the engine.
+//
+// Runner is safe for concurrent use. Its goroutines (pool, reconciler,
+// stream readers, removals) are counted in one tracker; Close waits for
+// every one of them and for every container it started to be removed.
 package runner

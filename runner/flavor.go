@@ -13,6 +13,9 @@ const (
 	FlavorNone = "none"
 	// FlavorData preloads some of the analytics libraries (see Preload).
 	FlavorData = "data"
+	// FlavorValidator is the Flavor of a Result the validator decided:
+	// the code was refused before any sandbox ran it.
+	FlavorValidator = "validator"
 )
 
 // A preload is the set of analytics libraries a sandbox's harness imports

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
@@ -45,6 +46,7 @@ func (r *Runner) sandboxSpec(role, preload string, entrypoint []string) spec {
 			LabelRole:     role,
 			LabelFlavor:   FlavorOf(preload),
 			LabelPreload:  preloadName(preload),
+			LabelExpires:  r.expiresLabel(role, time.Now()),
 		},
 	}
 	security := []string{"no-new-privileges:true"}

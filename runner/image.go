@@ -51,12 +51,12 @@ func (r *Runner) SetImage(ctx context.Context, tag string) error {
 		if errdefs.IsNotFound(err) {
 			return fmt.Errorf("%w: %s", ErrNoImage, tag)
 		}
-		return r.classify(fmt.Errorf("inspect image %s: %w", tag, err))
+		return classify(opImage+" "+tag, err)
 	}
-	if !r.enter() {
+	if !r.goroutines.enter() {
 		return ErrClosed
 	}
-	defer r.wg.Done()
+	defer r.goroutines.leave()
 	old := r.image.Swap(&tag)
 	if *old == tag {
 		return nil
@@ -64,7 +64,7 @@ func (r *Runner) SetImage(ctx context.Context, tag string) error {
 	r.metrics.imageSwitches.Add(1)
 	logctx.From(ctx).WithFields(logrus.Fields{logImage: tag, "previous_image": *old}).Info("sandbox image switched")
 	if r.pool != nil {
-		r.pool.retireStale(tag)
+		r.pool.retireStale(ctx, tag)
 	}
 	// The validator moves too (it waits for a validation under way).
 	r.validator.close(r)
@@ -97,10 +97,10 @@ func (r *Runner) Versions(ctx context.Context) (map[string]string, error) {
 		return v, nil
 	}
 	r.ready.mu.Unlock()
-	if !r.enter() {
+	if !r.goroutines.enter() {
 		return nil, ErrClosed
 	}
-	defer r.wg.Done()
+	defer r.goroutines.leave()
 	sb, err := r.prepare(ctx, roleProbe, PreloadFull)
 	if err != nil {
 		return nil, fmt.Errorf("probe image versions: %w", err)

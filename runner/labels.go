@@ -1,7 +1,8 @@
 package runner
 
-// Labels on every container the runner creates. The reaper finds leftovers by
-// them, and tests assert by them that nothing was left behind.
+// Labels on every container the runner creates. Reap and the reconciler
+// (reconcile.go) find leftovers by them, and tests assert by them that
+// nothing was left behind.
 const (
 	// LabelManaged is "1" on everything pyexec creates.
 	LabelManaged = "io.pyexec.managed"
@@ -16,6 +17,11 @@ const (
 	// "data"); LabelPreload says which (flavor.go).
 	LabelFlavor  = "io.pyexec.flavor"
 	LabelPreload = "io.pyexec.preload"
+	// LabelExpires is the Unix second (decimal) past which the container
+	// cannot legitimately exist: its creation plus the longest life of its
+	// role (Runner.maxLife). Any pyexec instance removes a sandbox past its
+	// expiry, whatever its owner (reconcile.go).
+	LabelExpires = "io.pyexec.expires"
 )
 
 const (
@@ -31,4 +37,6 @@ const (
 	logExecID      = "exec_id"
 	logDurationMS  = "duration_ms"
 	logPreload     = "preload"
+	logReason      = "reason"
+	logOwner       = "owner"
 )

@@ -27,9 +27,11 @@ const (
 	metricRemoved            = "pyexec_containers_removed_total"
 	metricRemoveFailures     = "pyexec_container_remove_failures_total"
 	metricImageSwitches      = "pyexec_image_switches_total"
+	metricReconcilerRemoved  = "pyexec_reconciler_removed_total"
 
 	metricLabelRole   = "role"
 	metricLabelFlavor = "flavor"
+	metricLabelReason = "reason"
 )
 
 // roles are every value of LabelRole, so containers_created_total has one
@@ -47,12 +49,18 @@ type counters struct {
 	running        atomic.Int64
 	completed      atomic.Int64
 	imageSwitches  atomic.Int64
+	// reconciled counts the reconciler's removals by reason; its keys are
+	// fixed by newCounters.
+	reconciled map[string]*atomic.Int64
 }
 
 func newCounters() *counters {
-	c := &counters{created: map[string]*atomic.Int64{}}
+	c := &counters{created: map[string]*atomic.Int64{}, reconciled: map[string]*atomic.Int64{}}
 	for _, role := range roles {
 		c.created[role] = new(atomic.Int64)
+	}
+	for _, reason := range reconcileReasons {
+		c.reconciled[reason] = new(atomic.Int64)
 	}
 	return c
 }
@@ -142,10 +150,27 @@ func (r *Runner) registerMetrics(reg prometheus.Registerer) error {
 			ConstLabels: prometheus.Labels{metricLabelRole: role},
 		}, load(c.created[role])))
 	}
+	for _, reason := range reconcileReasons {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        metricReconcilerRemoved,
+			Help:        "Containers the reconciler removed, by reason: expired (any owner's sandbox past its io.pyexec.expires label), dangling (this instance's, owned by no execution, pool slot or session).",
+			ConstLabels: prometheus.Labels{metricLabelReason: reason},
+		}, load(c.reconciled[reason])))
+	}
 	for _, col := range cs {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("runner: register metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+// reconcileReasons are every value of the reason label of
+// pyexec_reconciler_removed_total.
+var reconcileReasons = []string{reasonExpired, reasonDangling}
+
+func (c *counters) countReconciled(reason string) {
+	if n := c.reconciled[reason]; n != nil {
+		n.Add(1)
+	}
 }

@@ -47,8 +47,17 @@ type Options struct {
 	// PoolSize is how many ready containers the warm pool keeps (0: none,
 	// every execution starts its container on the request path).
 	PoolSize int
-	// PoolMaxAge retires idle pooled containers older than this.
+	// PoolMaxAge retires idle pooled containers older than this, and
+	// replaces the validator past this age.
 	PoolMaxAge time.Duration
+
+	// MaxTimeout is the longest Request.Timeout Run accepts (the service's
+	// MAX_TIMEOUT_SECONDS); it bounds every sandbox's life (LabelExpires).
+	MaxTimeout time.Duration
+
+	// ReconcilePeriod is how often the reconciler looks for leftover and
+	// expired containers (reconcile.go).
+	ReconcilePeriod time.Duration
 
 	// KillGrace is how long past the timeout the runner waits for the
 	// harness's own timeout report before killing the container.
@@ -57,6 +66,15 @@ type Options struct {
 	StartTimeout time.Duration
 	// CleanupTimeout bounds removing one container.
 	CleanupTimeout time.Duration
+
+	// OnNoImage is called when creating a container fails because its
+	// image is missing from the engine (the create's NotFound): the image
+	// was removed under the service (docker image prune). The request gets
+	// ErrNoImage; the callee may start a rebuild. It is called in a
+	// goroutine the runner tracks, at most one call at a time (others are
+	// dropped meanwhile); Close waits for it, so it should return promptly
+	// (start a long rebuild on its own). nil: nothing happens.
+	OnNoImage func(image string)
 
 	// Registerer receives the runner's metrics (runner/metrics.go); main
 	// passes its private registry. nil: no metrics are registered.
@@ -74,14 +92,19 @@ const (
 	// MaxStreamBytesLimit and MaxOutputsBytesLimit are the largest caps the
 	// sandbox supervisor accepts (MAX_STREAM_CAP and MAX_OUTPUTS_CAP in
 	// images/context/supervisor/supervisor.c).
-	MaxStreamBytesLimit   = 64 << 20
-	MaxOutputsBytesLimit  = 256 << 20
-	DefaultMaxWorkers     = 4
-	DefaultMaxQueue       = 32
-	DefaultKillGrace      = 1500 * time.Millisecond
-	DefaultStartTimeout   = 60 * time.Second
-	DefaultCleanupTimeout = 30 * time.Second
-	DefaultPoolMaxAge     = 10 * time.Minute
+	MaxStreamBytesLimit  = 64 << 20
+	MaxOutputsBytesLimit = 256 << 20
+	DefaultMaxWorkers    = 4
+	DefaultMaxQueue      = 32
+	DefaultMaxTimeout    = 60 * time.Second
+	// MaxTimeoutLimit is the longest timeout the sandbox supervisor accepts
+	// (MAX_TIMEOUT_MS in images/context/supervisor/supervisor.c).
+	MaxTimeoutLimit        = time.Hour
+	DefaultKillGrace       = 1500 * time.Millisecond
+	DefaultStartTimeout    = 60 * time.Second
+	DefaultCleanupTimeout  = 30 * time.Second
+	DefaultPoolMaxAge      = 10 * time.Minute
+	DefaultReconcilePeriod = 30 * time.Second
 )
 
 func (o Options) withDefaults() (Options, error) {
@@ -113,10 +136,12 @@ func (o Options) withDefaults() (Options, error) {
 	defInt(&o.MaxStreamBytes, DefaultMaxStreamBytes)
 	defInt(&o.MaxOutputsBytes, DefaultMaxOutputsBytes)
 	defInt(&o.MaxWorkers, DefaultMaxWorkers)
+	defDur(&o.MaxTimeout, DefaultMaxTimeout)
 	defDur(&o.KillGrace, DefaultKillGrace)
 	defDur(&o.StartTimeout, DefaultStartTimeout)
 	defDur(&o.CleanupTimeout, DefaultCleanupTimeout)
 	defDur(&o.PoolMaxAge, DefaultPoolMaxAge)
+	defDur(&o.ReconcilePeriod, DefaultReconcilePeriod)
 	if len(o.SeccompProfile) == 0 {
 		p, err := seccomp.Profile()
 		if err != nil {
@@ -130,6 +155,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxStreamBytes > MaxStreamBytesLimit || o.MaxOutputsBytes > MaxOutputsBytesLimit {
 		return o, fmt.Errorf("runner: output caps %d/%d above the sandbox's %d/%d",
 			o.MaxStreamBytes, o.MaxOutputsBytes, MaxStreamBytesLimit, MaxOutputsBytesLimit)
+	}
+	if o.MaxTimeout < 0 || o.MaxTimeout > MaxTimeoutLimit {
+		return o, fmt.Errorf("runner: max timeout %v outside (0, %v]", o.MaxTimeout, MaxTimeoutLimit)
 	}
 	if o.MaxWorkers < 0 || o.MaxQueue < 0 || o.PoolSize < 0 {
 		return o, errors.New("runner: negative worker, queue or pool size")

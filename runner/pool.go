@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/pyexec/pyexec/internal/logctx"
 )
 
 // pool keeps containers created, started and ready (harness waiting for
@@ -21,12 +23,20 @@ import (
 // of recent requests per preload sets each preload's share of the pool, so
 // the pool converges on what the code actually imports: preloading more
 // would cost CPU that a fresh container would not spend.
+//
+// The pool knows nothing of the Runner: it gets what it needs in poolDeps,
+// runs its loop between Start and Close, and its goroutines are the
+// runner's (poolDeps.goFn), so that the runner's Close waits for them.
 type pool struct {
-	r    *Runner
 	size int
-	log  *logrus.Entry
+	deps poolDeps
 
 	mu sync.Mutex // guards the fields below
+	// log is the loop's logger, from Start's context.
+	log *logrus.Entry
+	// stop ends the loop (nil before Start); closed refuses new sandboxes.
+	stop   context.CancelFunc
+	closed bool
 	// idle holds ready sandboxes per preload, oldest first.
 	idle map[string][]*sandbox
 	// filling counts prepares under way per preload.
@@ -61,11 +71,25 @@ const (
 	surplusAge = 10 * time.Second
 )
 
-func newPool(r *Runner, size int) *pool {
+// poolDeps is what the pool needs from its owner.
+type poolDeps struct {
+	// prepare makes a ready sandbox with preload.
+	prepare func(ctx context.Context, preload string) (*sandbox, error)
+	// discard removes a sandbox in the background.
+	discard func(ctx context.Context, sb *sandbox)
+	// image is the image new sandboxes are created from.
+	image func() string
+	// goFn runs a function in a goroutine its owner waits for at close.
+	goFn func(func())
+	// maxAge retires idle sandboxes older than this.
+	maxAge time.Duration
+}
+
+func newPool(size int, deps poolDeps) *pool {
 	return &pool{
-		r:       r,
 		size:    size,
-		log:     logrus.WithField("component", "pool"),
+		deps:    deps,
+		log:     logctx.From(context.Background()).WithField("component", "pool"),
 		idle:    map[string][]*sandbox{},
 		filling: map[string]int{},
 		demand:  map[string]float64{PreloadNone: 1, PreloadFull: 1},
@@ -79,10 +103,10 @@ func newPool(r *Runner, size int) *pool {
 // libraries, a bare one: importing them there costs what a cold sandbox
 // would, without the container start. Plain code never takes a data
 // sandbox: at saturation that would throw away the CPU spent preloading it.
-func (p *pool) take(preload string) *sandbox {
+func (p *pool) take(ctx context.Context, preload string) *sandbox {
 	p.mu.Lock()
 	p.noteDemandLocked(preload)
-	image := p.r.Image()
+	image := p.deps.image()
 	var got *sandbox
 	var dead []*sandbox
 	for got == nil {
@@ -101,7 +125,7 @@ func (p *pool) take(preload string) *sandbox {
 	p.mu.Unlock()
 	for _, sb := range dead {
 		p.retired.Add(1)
-		p.r.discard(context.Background(), sb)
+		p.deps.discard(ctx, sb)
 	}
 	if got != nil {
 		// The refill starts when this execution is done (Runner.Run): a
@@ -253,23 +277,56 @@ func (p *pool) nextFillLocked() (key string, surplus *sandbox, ok bool) {
 	return "", nil, false
 }
 
+// Start starts the loop that refills the pool and retires dead or old
+// sandboxes, until Close or the end of ctx; ctx carries the logger. done
+// is called when the loop returns (at once if Start does nothing: after
+// Close or a second time).
+func (p *pool) Start(ctx context.Context, done func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.stop != nil {
+		done()
+		return
+	}
+	ctx, p.stop = context.WithCancel(ctx)
+	p.log = logctx.From(ctx).WithField("component", "pool")
+	p.deps.goFn(func() {
+		defer done()
+		p.loop(ctx)
+	})
+}
+
+// Close stops the loop and discards every idle sandbox; a fill still under
+// way discards its sandbox when it is ready. ctx carries the logger of the
+// removals.
+func (p *pool) Close(ctx context.Context) {
+	p.mu.Lock()
+	p.closed = true
+	stop := p.stop
+	p.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	p.drain(ctx)
+}
+
 // loop refills the pool and retires dead or old sandboxes until ctx ends.
-func (p *pool) loop(ctx context.Context, wg *sync.WaitGroup) {
+func (p *pool) loop(ctx context.Context) {
 	ticker := time.NewTicker(janitorPeriod)
 	defer ticker.Stop()
 	for {
-		p.startFills(ctx, wg)
+		p.startFills(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.kick:
 		case <-ticker.C:
-			p.janitor()
+			p.janitor(ctx)
 		}
 	}
 }
 
-func (p *pool) startFills(ctx context.Context, wg *sync.WaitGroup) {
+func (p *pool) startFills(ctx context.Context) {
 	for {
 		p.mu.Lock()
 		key, surplus, ok := p.nextFillLocked()
@@ -282,40 +339,37 @@ func (p *pool) startFills(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		if surplus != nil {
 			p.retired.Add(1)
-			p.r.discard(context.Background(), surplus)
+			p.deps.discard(ctx, surplus)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.fill(ctx, key)
-		}()
+		p.deps.goFn(func() { p.fill(ctx, key) })
 	}
 }
 
 func (p *pool) fill(ctx context.Context, preload string) {
-	sb, err := p.r.prepare(ctx, roleWarm, preload)
+	sb, err := p.deps.prepare(ctx, preload)
 	p.mu.Lock()
 	p.filling[preload]--
 	if err != nil {
 		p.backoffUntil = time.Now().Add(refillBackoff)
+		log := p.log
 		p.mu.Unlock()
 		if ctx.Err() == nil {
 			p.refillFailures.Add(1)
-			p.log.WithError(err).WithField(logPreload, preload).Warn("pool refill failed")
+			log.WithError(err).WithField(logPreload, preload).Warn("pool refill failed")
 		}
 		p.signal()
 		return
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || p.closed {
 		p.mu.Unlock()
-		p.r.discard(ctx, sb)
+		p.deps.discard(ctx, sb)
 		return
 	}
-	if sb.image != p.r.Image() {
+	if sb.image != p.deps.image() {
 		// The image was switched while this one was getting ready.
 		p.mu.Unlock()
 		p.retired.Add(1)
-		p.r.discard(ctx, sb)
+		p.deps.discard(ctx, sb)
 		p.signal()
 		return
 	}
@@ -328,24 +382,24 @@ func (p *pool) fill(ctx context.Context, preload string) {
 
 // janitor retires idle sandboxes whose container died or that are older
 // than PoolMaxAge.
-func (p *pool) janitor() {
-	maxAge := p.r.opts.PoolMaxAge
-	if n := p.retire(func(sb *sandbox) bool { return !sb.alive() || time.Since(sb.readyAt) > maxAge }); n > 0 {
+func (p *pool) janitor(ctx context.Context) {
+	maxAge := p.deps.maxAge
+	if n := p.retire(ctx, func(sb *sandbox) bool { return !sb.alive() || time.Since(sb.readyAt) > maxAge }); n > 0 {
 		p.signal()
 	}
 }
 
 // retireStale discards idle sandboxes whose image is not image (SetImage)
 // and wakes the loop to refill with the new one.
-func (p *pool) retireStale(image string) {
-	n := p.retire(func(sb *sandbox) bool { return sb.image != image })
-	p.log.WithFields(logrus.Fields{logImage: image, "retired": n}).Info("pool retired sandboxes of the previous image")
+func (p *pool) retireStale(ctx context.Context, image string) {
+	n := p.retire(ctx, func(sb *sandbox) bool { return sb.image != image })
+	logctx.From(ctx).WithFields(logrus.Fields{logImage: image, "retired": n}).Info("pool retired sandboxes of the previous image")
 	p.signal()
 }
 
 // retire removes the idle sandboxes for which drop is true from the pool
 // and discards them; it returns how many.
-func (p *pool) retire(drop func(*sandbox) bool) int {
+func (p *pool) retire(ctx context.Context, drop func(*sandbox) bool) int {
 	var out []*sandbox
 	p.mu.Lock()
 	for k, list := range p.idle {
@@ -362,7 +416,7 @@ func (p *pool) retire(drop func(*sandbox) bool) int {
 	p.mu.Unlock()
 	for _, sb := range out {
 		p.retired.Add(1)
-		p.r.discard(context.Background(), sb)
+		p.deps.discard(ctx, sb)
 	}
 	return len(out)
 }
@@ -381,7 +435,7 @@ func (p *pool) idleCount(flavor string) int {
 }
 
 // drain discards every idle sandbox (shutdown).
-func (p *pool) drain() {
+func (p *pool) drain(ctx context.Context) {
 	p.mu.Lock()
 	var out []*sandbox
 	for k, list := range p.idle {
@@ -390,7 +444,7 @@ func (p *pool) drain() {
 	}
 	p.mu.Unlock()
 	for _, sb := range out {
-		p.r.discard(context.Background(), sb)
+		p.deps.discard(ctx, sb)
 	}
 }
 

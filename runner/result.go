@@ -25,10 +25,11 @@ type Request struct {
 	Timeout time.Duration
 	// Options tune the rich outputs (chart format, caps); passed through.
 	Options map[string]any
-	// PolicyChecked says the validator has already checked Code against the
-	// runner's policy and passed it (Validate): the sandbox does not check
-	// it again. Without it the sandbox checks before running anything.
-	PolicyChecked bool
+
+	// policyChecked says the validator has already checked Code against the
+	// runner's policy and passed it (Run's pre-check): the sandbox does not
+	// check it again. Without it the sandbox checks before running anything.
+	policyChecked bool
 }
 
 // Result is what an execution produced. Fields marked untrusted come from the
@@ -48,8 +49,11 @@ type Result struct {
 	Error           *ExecError
 	// Violations lists the policy rules the code broke (nothing ran then).
 	Violations []policy.Violation
-	Outputs    Outputs
-	Resources  Resources
+	// Rejected says the code was refused before it ran (syntax error or
+	// policy violation), by the validator or by the sandbox's own check.
+	Rejected  bool
+	Outputs   Outputs
+	Resources Resources
 	// Flavor is the kind of sandbox that ran the code ("none" or "data").
 	Flavor string
 	// Warm says the sandbox came ready from the pool.
@@ -101,6 +105,8 @@ type Chart struct {
 	Width  int             `json:"width,omitempty"`
 	Height int             `json:"height,omitempty"`
 	Title  string          `json:"title,omitempty"`
+	// Error says why the service refused the chart (its data is then null).
+	Error string `json:"error,omitempty"`
 }
 
 // DataFrame is a pandas DataFrame or Series rendered as a table.

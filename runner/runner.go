@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,18 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/internal/logctx"
-)
-
-// Errors callers branch on.
-var (
-	// ErrBusy means every worker is busy and the queue is full.
-	ErrBusy = errors.New("all workers busy and the queue is full")
-	// ErrEngineDown means the Docker engine did not answer.
-	ErrEngineDown = errors.New("docker engine unavailable")
-	// ErrNoImage means the analytics image is not in the engine.
-	ErrNoImage = errors.New("analytics image not available")
-	// ErrClosed means the runner is shutting down.
-	ErrClosed = errors.New("runner closed")
+	"github.com/pyexec/pyexec/policy"
 )
 
 // Engine is the part of the Docker client the runner uses; *client.Client
@@ -49,6 +39,9 @@ type Engine interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
 	Info(ctx context.Context) (system.Info, error)
+	// Dialer opens a new connection to the engine: a liveness check that a
+	// kept-alive connection to a stopping engine cannot fake.
+	Dialer() func(context.Context) (net.Conn, error)
 }
 
 // Runner runs executions in single-use containers. See the package doc.
@@ -59,11 +52,20 @@ type Runner struct {
 	slots    chan struct{}
 	queued   atomic.Int64
 
-	mu     sync.Mutex // guards closed, and orders wg.Add against Close's wg.Wait
-	closed bool
-	// wg counts Run calls in progress and the goroutines the runner owns
-	// (stream readers, removals); those start only inside a counted Run.
-	wg      sync.WaitGroup
+	// goroutines counts the calls in progress (Run, Validate, ...) and
+	// every goroutine the runner owns (pool loop and fills, reconciler,
+	// stream readers, discards, OnNoImage); Close waits for it.
+	goroutines tracker
+
+	mu sync.Mutex // guards stop
+	// stop ends the background loops started by Start; nil before Start.
+	stop context.CancelFunc
+	// loops counts the background loops Start started (reconciler, pool),
+	// so that a caller can wait for them to return once their context has
+	// ended, without waiting for the sandboxes' goroutines. The goroutines
+	// themselves are tracked by goroutines like every other.
+	loops sync.WaitGroup
+
 	metrics *counters
 	hist    histograms
 
@@ -80,12 +82,14 @@ type Runner struct {
 	// pendingRemovals counts discards not finished yet.
 	pendingRemovals atomic.Int64
 
+	// owned holds the IDs of the containers this runner created and has not
+	// tried to remove yet (tracked); the reconciler leaves them alone.
+	owned idSet
+	// noImageBusy is set while Options.OnNoImage runs.
+	noImageBusy atomic.Bool
+
 	// pool is nil when Options.PoolSize is 0.
 	pool *pool
-	// stopPool ends the pool's loop (guarded by mu); poolWG counts its
-	// goroutines.
-	stopPool context.CancelFunc
-	poolWG   sync.WaitGroup
 }
 
 // Stats is a snapshot of the runner's counters.
@@ -124,7 +128,15 @@ func New(cli Engine, opts Options) (*Runner, error) {
 	}
 	r.image.Store(&o.Image)
 	if o.PoolSize > 0 {
-		r.pool = newPool(r, o.PoolSize)
+		r.pool = newPool(o.PoolSize, poolDeps{
+			prepare: func(ctx context.Context, preload string) (*sandbox, error) {
+				return r.prepare(ctx, roleWarm, preload)
+			},
+			discard: r.discard,
+			image:   r.Image,
+			goFn:    r.goroutines.Go,
+			maxAge:  o.PoolMaxAge,
+		})
 	}
 	if o.Policy != nil {
 		if r.policyJSON, err = json.Marshal(o.Policy); err != nil {
@@ -139,25 +151,39 @@ func New(cli Engine, opts Options) (*Runner, error) {
 	return r, nil
 }
 
-// Start starts the warm pool's refill loop (if there is a pool); it runs
-// until Close. ctx carries the logger; its end also stops the loop. After
-// Close, Start does nothing.
+// Start starts the background loops: the reconciler (always) and the warm
+// pool's refill loop (if there is a pool). They run until Close or until
+// ctx ends; ctx carries their logger. After Close, or a second time, Start
+// does nothing.
 func (r *Runner) Start(ctx context.Context) {
-	if r.pool == nil {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed || r.stopPool != nil {
+	if r.stop != nil || !r.goroutines.enter() {
 		return
 	}
-	ctx, r.stopPool = context.WithCancel(ctx)
-	r.poolWG.Add(1)
-	go func() {
-		defer r.poolWG.Done()
-		r.pool.loop(ctx, &r.poolWG)
-	}()
+	defer r.goroutines.leave()
+	ctx, r.stop = context.WithCancel(ctx)
+	rc := r.newReconciler() // reconcile.go
+	r.loops.Add(1)
+	r.goroutines.Go(func() {
+		defer r.loops.Done()
+		rc.run(ctx)
+	})
+	if r.pool != nil {
+		r.loops.Add(1)
+		r.pool.Start(ctx, r.loops.Done)
+	}
 }
+
+// Instance is this runner's boot ID, the value of LabelInstance on every
+// container it creates.
+func (r *Runner) Instance() string { return r.instance }
+
+// tracked reports whether the container id was created by this runner and
+// its removal not tried yet: an execution, a pool slot or the validator owns
+// it. A container whose removal failed is no longer tracked: the reconciler
+// removes it later.
+func (r *Runner) tracked(id string) bool { return r.owned.has(id) }
 
 // Options returns the options in force, defaults applied; Image is the
 // image in use (see SetImage).
@@ -191,18 +217,34 @@ func (r *Runner) poolStats() *PoolStats {
 	return &s
 }
 
-// Run executes one request in a fresh container and returns what it produced.
-// A Result with a non-success Status is not an error: errors mean the service
-// could not run the code (ErrBusy, ErrEngineDown, ErrNoImage, ctx errors).
-// The container is removed on every path, after Run returns.
+// Run checks the code without running it (Validate), then executes it in a
+// fresh container and returns what it produced. A Result with a non-success
+// Status is not an error, nor is code refused by the check (Result.Rejected:
+// nothing ran). Errors mean the service could not run the code: ErrBusy,
+// ErrEngineDown, ErrNoImage, ErrSandboxVanished, ErrClosed, ctx errors.
+// When the validator is unavailable for another reason, the sandbox checks
+// the code itself before running it. The container is removed on every
+// path, after Run returns.
 func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
-	if req.Timeout <= 0 {
-		return Result{}, errors.New("runner: timeout must be positive")
+	return r.run(ctx, req, true)
+}
+
+// run is Run; precheck false skips the validator, so that the sandbox
+// checks the policy (tests compare the two).
+func (r *Runner) run(ctx context.Context, req Request, precheck bool) (Result, error) {
+	if req.Timeout <= 0 || req.Timeout > r.opts.MaxTimeout {
+		return Result{}, fmt.Errorf("runner: timeout %v outside (0, %v]", req.Timeout, r.opts.MaxTimeout)
 	}
-	if !r.enter() {
+	if !r.goroutines.enter() {
 		return Result{}, ErrClosed
 	}
-	defer r.wg.Done()
+	defer r.goroutines.leave()
+	if precheck {
+		res, err := r.precheck(ctx, &req)
+		if err != nil || res != nil {
+			return derefResult(res), err
+		}
+	}
 	queuedAt := time.Now()
 	release, err := r.acquire(ctx)
 	if err != nil {
@@ -218,7 +260,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	t0 := time.Now()
 	var sb *sandbox
 	if r.pool != nil {
-		sb = r.pool.take(preload)
+		sb = r.pool.take(ctx, preload)
 	}
 	if sb != nil {
 		sb.warm = true
@@ -245,15 +287,39 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 	return res, err
 }
 
-// enter counts a Run in, unless the runner is closed.
-func (r *Runner) enter() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return false
+// precheck asks the validator about the code. It returns the finished
+// Result of code that must not run, or nil with req.policyChecked set when
+// the validator passed it. When the validator cannot answer, the engine or
+// image errors end the run (the sandbox would meet them too); any other
+// failure leaves the check to the sandbox.
+func (r *Runner) precheck(ctx context.Context, req *Request) (*Result, error) {
+	v, err := r.validate(ctx, req.Code)
+	if err == nil && !v.Valid && r.policyJSON == nil && v.Errors[0].Rule != policy.RuleSyntax {
+		// Without a policy only a syntax error refuses code; code the
+		// checker cannot walk (too deep) is left to Python to compile.
+		return nil, nil
 	}
-	r.wg.Add(1)
-	return true
+	switch {
+	case err == nil && !v.Valid:
+		res := rejectedResult(v.Errors, FlavorValidator, r.opts.MemoryBytes)
+		return &res, nil
+	case err == nil:
+		req.policyChecked = true
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, ErrEngineDown), errors.Is(err, ErrNoImage), errors.Is(err, ErrClosed):
+		return nil, err
+	}
+	logctx.From(ctx).WithError(err).Warn("pre-check unavailable; the sandbox will check")
+	return nil, nil
+}
+
+func derefResult(res *Result) Result {
+	if res == nil {
+		return Result{}
+	}
+	return *res
 }
 
 // acquire admits one execution: a free worker at once, else a place in the
@@ -286,10 +352,8 @@ func (r *Runner) acquire(ctx context.Context) (func(), error) {
 // closes stdin and waits up to exitGrace for the stream to end before the
 // forced removal.
 func (r *Runner) discard(ctx context.Context, sb *sandbox) {
-	r.wg.Add(1)
 	r.pendingRemovals.Add(1)
-	go func() {
-		defer r.wg.Done()
+	r.goroutines.Go(func() {
 		defer r.pendingRemovals.Add(-1)
 		if sb.conn.Conn != nil && sb.streamEnd != nil {
 			_ = sb.conn.CloseWrite()
@@ -307,20 +371,23 @@ func (r *Runner) discard(ctx context.Context, sb *sandbox) {
 		defer cancel()
 		r.remove(cctx, sb.id)
 		close(sb.quit)
-	}()
+	})
 }
 
 // exitGrace bounds how long discard waits for a container to exit by
 // itself before removing it by force.
 const exitGrace = time.Second
 
-// remove force-removes a container; NotFound counts as done.
+// remove force-removes a container; NotFound counts as done. Either way the
+// container is no longer tracked: one that could not be removed is left to
+// the reconciler.
 func (r *Runner) remove(ctx context.Context, id string) {
 	start := time.Now()
 	err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	r.owned.remove(id)
 	if err != nil && !errdefs.IsNotFound(err) {
 		r.metrics.removeFailures.Add(1)
-		logctx.From(ctx).WithError(err).WithField(logContainerID, shortID(id)).Warn("remove container")
+		logctx.From(ctx).WithError(classify(opRemove, err)).WithField(logContainerID, shortID(id)).Warn("remove container")
 		return
 	}
 	r.metrics.removed.Add(1)
@@ -328,13 +395,19 @@ func (r *Runner) remove(ctx context.Context, id string) {
 		Debug("container removed")
 }
 
-// kill stops a container at once; removal follows in discard.
-func (r *Runner) kill(ctx context.Context, sb *sandbox) {
+// kill stops a container at once; removal follows in discard. A container
+// already gone or stopped is no error; an engine that cannot be reached is
+// (classified).
+func (r *Runner) kill(ctx context.Context, sb *sandbox) error {
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
-	if err := r.cli.ContainerKill(cctx, sb.id, "SIGKILL"); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
-		logctx.From(ctx).WithError(err).WithField(logContainerID, shortID(sb.id)).Debug("kill container")
+	err := r.cli.ContainerKill(cctx, sb.id, "SIGKILL")
+	if err == nil || errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+		return nil
 	}
+	err = classify(opKill, err)
+	logctx.From(ctx).WithError(err).WithField(logContainerID, shortID(sb.id)).Debug("kill container")
+	return err
 }
 
 // cleanupContext is for work that must happen even if ctx is gone.
@@ -342,15 +415,16 @@ func (r *Runner) cleanupContext(ctx context.Context) (context.Context, context.C
 	return context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
 }
 
-// classify maps engine errors to the runner's sentinels.
-func (r *Runner) classify(err error) error {
-	switch {
-	case client.IsErrConnectionFailed(err):
-		return fmt.Errorf("%w: %w", ErrEngineDown, err)
-	case errdefs.IsNotFound(err):
-		return fmt.Errorf("%w: %w", ErrNoImage, err)
+// noImage reports a create that found no image to Options.OnNoImage, in a
+// tracked goroutine, one call at a time.
+func (r *Runner) noImage(image string) {
+	if r.opts.OnNoImage == nil || !r.noImageBusy.CompareAndSwap(false, true) {
+		return
 	}
-	return err
+	r.goroutines.Go(func() {
+		defer r.noImageBusy.Store(false)
+		r.opts.OnNoImage(image)
+	})
 }
 
 // Reap removes containers of this owner left by an earlier run of the
@@ -364,7 +438,7 @@ func (r *Runner) Reap(ctx context.Context) (int, error) {
 		),
 	})
 	if err != nil {
-		return 0, r.classify(fmt.Errorf("list containers: %w", err))
+		return 0, classify(opList, err)
 	}
 	n := 0
 	for _, c := range list {
@@ -377,29 +451,30 @@ func (r *Runner) Reap(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Close stops admitting work and waits for every container the runner
-// started to be removed, or for ctx to end. Last, it removes any container
-// still carrying this instance's label: one whose create request was cut
-// short by a cancelled context may exist without the runner knowing its ID.
+// Close stops admitting work and the background loops, and waits for every
+// container the runner started to be removed, or for ctx to end. Last, it
+// removes any container still carrying this instance's label: one whose
+// create request was cut short by a cancelled context may exist without
+// the runner knowing its ID, and one whose removal failed is left there.
 func (r *Runner) Close(ctx context.Context) error {
+	already := r.goroutines.close()
 	r.mu.Lock()
-	already := r.closed
-	r.closed = true
-	stopPool := r.stopPool
+	stop := r.stop
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		if r.pool != nil && !already {
-			if stopPool != nil {
-				stopPool()
+		defer close(done)
+		if !already {
+			if stop != nil {
+				stop()
 			}
-			r.poolWG.Wait() // no fill or janitor runs past here
-			r.pool.drain()
+			if r.pool != nil {
+				r.pool.Close(ctx)
+			}
+			r.validator.close(r)
 		}
-		r.validator.close(r)
-		r.wg.Wait()
+		r.goroutines.wait()
 		r.sweep(ctx)
-		close(done)
 	}()
 	select {
 	case <-done:
@@ -420,7 +495,7 @@ func (r *Runner) sweep(ctx context.Context) {
 		),
 	})
 	if err != nil {
-		logctx.From(ctx).WithError(err).Warn("list containers left at close")
+		logctx.From(ctx).WithError(classify(opList, err)).Warn("list containers left at close")
 		return
 	}
 	for _, c := range list {
@@ -447,9 +522,82 @@ func (r *Runner) Ping(ctx context.Context) error {
 		if errdefs.IsNotFound(err) {
 			return fmt.Errorf("%w: %s", ErrNoImage, image)
 		}
-		return r.classify(err)
+		return classify(opImage, err)
 	}
 	return nil
+}
+
+// tracker counts calls in progress and goroutines, so that Close can wait
+// for all of them: the runner's one way to track goroutines.
+type tracker struct {
+	mu     sync.Mutex // guards closed; orders wg.Add in enter against wait
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// enter counts a call in, unless the runner is closed.
+func (t *tracker) enter() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+// leave counts a call out.
+func (t *tracker) leave() { t.wg.Done() }
+
+// Go runs fn in a counted goroutine. The caller must itself be counted (a
+// call between enter and leave, or a goroutine started by Go), so that the
+// count cannot be zero while wait runs.
+func (t *tracker) Go(fn func()) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		fn()
+	}()
+}
+
+// close refuses further calls; it reports whether it was closed already.
+func (t *tracker) close() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	already := t.closed
+	t.closed = true
+	return already
+}
+
+// wait blocks until every call and goroutine has ended.
+func (t *tracker) wait() { t.wg.Wait() }
+
+// idSet is a set of container IDs, safe for concurrent use.
+type idSet struct {
+	mu  sync.Mutex // guards ids
+	ids map[string]struct{}
+}
+
+func (s *idSet) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]struct{}{}
+	}
+	s.ids[id] = struct{}{}
+}
+
+func (s *idSet) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ids, id)
+}
+
+func (s *idSet) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.ids[id]
+	return ok
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

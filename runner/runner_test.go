@@ -9,11 +9,23 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	"go.uber.org/goleak"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
+
+// TestMain checks that no test leaves a goroutine behind: a runner's Close
+// waits for every goroutine it started.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Idle keep-alive connections of the Docker client's http.Transport
+		// are closed by the transport in the background.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
 
 // env is a runner on the real engine whose containers carry a label unique to
 // the test; cleanup closes it and asserts nothing of it remains.
@@ -110,6 +122,11 @@ func TestSyntaxError(t *testing.T) {
 func TestTimeoutKeepsPartialStdout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
+	// The validator is up before the measure, as in the service (it starts
+	// it at boot): this measures the deadline, not the validator's start.
+	if _, err := e.r.Validate(t.Context(), "pass"); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	res := e.run(t, "print('started', flush=True)\nwhile True:\n    pass\n", 2*time.Second)
 	elapsed := time.Since(start)
@@ -250,9 +267,9 @@ func TestClientCancelKillsContainer(t *testing.T) {
 		_, err := e.r.Run(ctx, runner.Request{Code: "while True: pass", Timeout: 30 * time.Second})
 		done <- err
 	}()
-	// Wait until the container exists, then go away.
+	// Wait until the execution's container exists, then go away.
 	deadline := time.Now().Add(dockertest.Scale(20 * time.Second))
-	for len(dockertest.Containers(t, e.cli, e.owner)) == 0 && time.Now().Before(deadline) {
+	for len(execContainers(t, e)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -266,7 +283,22 @@ func TestClientCancelKillsContainer(t *testing.T) {
 		t.Fatal("Run did not return after the client went away")
 	}
 	e.r.Wait()
-	dockertest.AssertNoContainers(t, e.cli, e.owner)
+	// The validator stays for the next request (newEnv's cleanup removes
+	// it); the execution's container is gone.
+	if left := execContainers(t, e); len(left) > 0 {
+		t.Errorf("%d execution container(s) left after the client went away", len(left))
+	}
+}
+
+// execContainers lists the runner's containers but the validator.
+func execContainers(t *testing.T, e *env) []string {
+	var ids []string
+	for _, c := range dockertest.Containers(t, e.cli, e.owner) {
+		if c.Labels[runner.LabelRole] != "validator" {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
 }
 
 func TestReapRemovesLeftovers(t *testing.T) {
@@ -327,27 +359,27 @@ func deref(p *int) any {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// With a policy, the sandbox checks the code before running it unless the
-// request says the validator has passed it already (the handler's
-// pre-check): then it runs the code as it is, without checking twice.
-func TestPolicyCheckedByValidator(t *testing.T) {
+// With a policy, Run checks the code itself before running it: code the
+// policy refuses is answered by the validator, rejected, with nothing run.
+func TestRunRejectsPolicyViolation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(o *runner.Options) {
 		p := policy.Default()
 		o.Policy = &p
 	})
-	code := "import os\nprint('ran')"
-	res := e.run(t, code, 10*time.Second)
+	res := e.run(t, "import os\nprint('ran')", 10*time.Second)
 	if res.Status != runner.StatusError || res.Error == nil || res.Error.Type != "PolicyViolation" || res.Stdout != "" {
-		t.Fatalf("unchecked: status %q error %+v stdout %q, want a PolicyViolation", res.Status, res.Error, res.Stdout)
+		t.Fatalf("status %q error %+v stdout %q, want a PolicyViolation", res.Status, res.Error, res.Stdout)
 	}
-	v, err := e.r.Validate(t.Context(), code)
-	if err != nil || v.Valid {
-		t.Fatalf("Validate = %+v, %v; want invalid", v, err)
+	if !res.Rejected || res.Flavor != runner.FlavorValidator || len(res.Violations) != 1 || res.Violations[0].Rule != policy.RuleForbiddenModule {
+		t.Errorf("rejected %v flavor %q violations %+v, want rejected by the validator for the module", res.Rejected, res.Flavor, res.Violations)
 	}
-	res, err = e.r.Run(t.Context(), runner.Request{Code: code, Timeout: 10 * time.Second, PolicyChecked: true})
-	if err != nil || res.Status != runner.StatusSuccess || res.Stdout != "ran\n" {
-		t.Fatalf("checked: status %q stdout %q err %v, want the code run", res.Status, res.Stdout, err)
+	if res.Error.Line == nil || *res.Error.Line != 1 || !strings.Contains(res.Error.Traceback, "line 1") {
+		t.Errorf("error position %v traceback %q, want line 1", deref(res.Error.Line), res.Error.Traceback)
+	}
+	// Valid code runs as usual after the check.
+	if res := e.run(t, "print('ran')", 10*time.Second); res.Status != runner.StatusSuccess || res.Stdout != "ran\n" || res.Rejected {
+		t.Fatalf("valid code: status %q stdout %q rejected %v", res.Status, res.Stdout, res.Rejected)
 	}
 }
 

@@ -17,6 +17,10 @@ import (
 	"github.com/pyexec/pyexec/internal/logctx"
 )
 
+// maxReportBytes is the largest report the supervisor passes on
+// (MAX_REPORT_BYTES in images/context/supervisor/supervisor.c).
+const maxReportBytes = 1 << 20
+
 // maxStderrBytes bounds what is kept of the supervisor's own stderr (it only
 // carries harness diagnostics; user output travels inside frames).
 const maxStderrBytes = 16 << 10
@@ -34,6 +38,8 @@ type sandbox struct {
 	readyAt time.Time
 	// warm says the sandbox came from the pool.
 	warm bool
+	// created is when the container was created.
+	created time.Time
 
 	conn   types.HijackedResponse
 	frames chan frameOrErr
@@ -104,11 +110,18 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 	sp := r.sandboxSpec(role, preload, entrypoint)
 	sp.config.Image = r.Image() // Options.Image, or what SetImage switched to
 	resp, err := r.cli.ContainerCreate(ctx, sp.config, sp.host, sp.network, nil, "")
+	if resp.ID != "" {
+		r.owned.add(resp.ID)
+	}
 	if err != nil {
-		return nil, r.classify(fmt.Errorf("create container: %w", err))
+		err = classify(opCreate, err)
+		if errors.Is(err, ErrNoImage) {
+			r.noImage(sp.config.Image)
+		}
+		return nil, err
 	}
 	r.metrics.countCreated(role)
-	sb := &sandbox{id: resp.ID, preload: preload, image: sp.config.Image, quit: make(chan struct{}), done: make(chan struct{})}
+	sb := &sandbox{id: resp.ID, preload: preload, image: sp.config.Image, created: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
 	log := logctx.From(ctx).WithFields(logrus.Fields{logContainerID: shortID(sb.id), logRole: role, logPreload: preloadName(preload)})
 	log.WithFields(logrus.Fields{logImage: sb.image, logDurationMS: ms(time.Since(start))}).Debug("container created")
 	defer func() {
@@ -123,7 +136,7 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 	})
 	if err != nil {
 		close(sb.done)
-		return sb, r.classify(fmt.Errorf("attach container %s: %w", shortID(sb.id), err))
+		return sb, r.explain(ctx, sb, opAttach, err)
 	}
 	sb.conn = hj
 	sb.frames = make(chan frameOrErr, 4)
@@ -131,12 +144,15 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 	r.readFrames(sb)
 
 	if err := r.cli.ContainerStart(ctx, sb.id, container.StartOptions{}); err != nil {
-		return sb, r.classify(fmt.Errorf("start container %s: %w", shortID(sb.id), err))
+		return sb, r.explain(ctx, sb, opStart, err)
 	}
 	log.WithField(logDurationMS, ms(time.Since(start))).Debug("container started")
 	select {
 	case fe := <-sb.frames:
 		if fe.err != nil {
+			if _, err := r.streamEnded(ctx, sb, fe.err); err != nil {
+				return sb, err
+			}
 			return sb, fmt.Errorf("container %s not ready: %w (stderr: %q)", shortID(sb.id), fe.err, sb.stderr.String())
 		}
 		if fe.f.kind != frameReady {
@@ -160,16 +176,16 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 // connection is closed by discard).
 func (r *Runner) readFrames(sb *sandbox) {
 	pr, pw := io.Pipe()
-	var wg sync.WaitGroup
+	var wg sync.WaitGroup // the two readers, for sb.done
 	wg.Add(2)
 	sb.streamEnd = make(chan struct{})
-	go func() {
+	r.goroutines.Go(func() {
 		defer wg.Done()
 		_, err := stdcopy.StdCopy(pw, sb.stderr, sb.conn.Reader)
 		close(sb.streamEnd)
 		pw.CloseWithError(err) // nil err closes with io.EOF
-	}()
-	go func() {
+	})
+	r.goroutines.Go(func() {
 		defer wg.Done()
 		defer close(sb.frames)
 		send := func(fe frameOrErr) bool {
@@ -180,7 +196,7 @@ func (r *Runner) readFrames(sb *sandbox) {
 				return false
 			}
 		}
-		fr := newFrameReader(pr, r.opts.MaxOutputsBytes+4*r.opts.MaxStreamBytes+(1<<20))
+		fr := newFrameReader(pr, r.opts.MaxOutputsBytes+4*r.opts.MaxStreamBytes+maxReportBytes)
 		for {
 			f, err := fr.next()
 			if err != nil {
@@ -193,21 +209,28 @@ func (r *Runner) readFrames(sb *sandbox) {
 				return
 			}
 		}
-	}()
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	})
+	r.goroutines.Go(func() {
 		wg.Wait()
 		close(sb.done)
-	}()
+	})
 }
+
+// engineCheckPeriod is how often a running execution checks that the
+// engine still answers: a stopped engine may keep the attach stream of a
+// container it is stopping open for its stop timeout.
+const engineCheckPeriod = time.Second
+
+// engineCheckTimeout bounds one such check; a loaded engine answers a ping
+// well within it.
+const engineCheckTimeout = 5 * time.Second
 
 // exec sends the request to a ready sandbox and collects the result. The
 // deadline is enforced here, from outside: past Timeout+KillGrace the
 // container is killed. The caller discards the sandbox afterwards.
 func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, error) {
 	wr := wireRequest{Code: req.Code, Timeout: req.Timeout.Seconds(), Policy: r.policyJSON, Options: req.Options}
-	if req.PolicyChecked {
+	if req.policyChecked {
 		wr.Policy = nil
 	}
 	body, err := json.Marshal(wr)
@@ -216,21 +239,22 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 	}
 	header := requestHeader(req.Timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body))
 	start := time.Now()
+	base := newResult(sb.preload, sb.warm, r.opts.MemoryBytes)
 	if _, err := sb.conn.Conn.Write(append([]byte(header), body...)); err != nil {
-		return Result{}, fmt.Errorf("send code to container %s: %w", shortID(sb.id), err)
+		return r.diagnose(ctx, sb, base, start, fmt.Errorf("send code: %w", err))
 	}
 	_ = sb.conn.CloseWrite()
 
 	timer := time.NewTimer(req.Timeout + r.opts.KillGrace)
 	defer timer.Stop()
-	res := Result{Flavor: FlavorOf(sb.preload), Warm: sb.warm, Outputs: emptyOutputs()}
-	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
+	check := time.NewTicker(engineCheckPeriod)
+	defer check.Stop()
 	var got execFrames
 	for {
 		select {
 		case fe, ok := <-sb.frames:
 			if !ok || fe.err != nil {
-				return r.diagnose(ctx, sb, req, start, fe.err)
+				return r.diagnose(ctx, sb, base, start, fe.err)
 			}
 			switch fe.f.kind {
 			case frameExit:
@@ -238,6 +262,7 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 				if err := json.Unmarshal(fe.f.payload, &ex); err != nil {
 					return Result{}, fmt.Errorf("%w: exit frame: %w", errProtocol, err)
 				}
+				res := base
 				compose(ex, got, req.Timeout, &res)
 				return res, nil
 			case frameError:
@@ -247,20 +272,75 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 					return Result{}, fmt.Errorf("%w: unexpected %q frame", errProtocol, fe.f.kind)
 				}
 			}
+		case <-check.C:
+			if err := r.engineAnswers(ctx); err != nil {
+				return Result{}, err
+			}
 		case <-timer.C:
 			// The harness did not report its own timeout: kill from outside.
-			r.kill(ctx, sb)
-			logrus.WithField(logContainerID, shortID(sb.id)).Debug("killed container at deadline")
-			return timeoutResult(sb, req, time.Since(start), r.opts.MemoryBytes), nil
+			if err := r.kill(ctx, sb); errors.Is(err, ErrEngineDown) {
+				return Result{}, err
+			}
+			logctx.From(ctx).WithField(logContainerID, shortID(sb.id)).Debug("killed container at deadline")
+			res := base
+			timedOut(&res, req.Timeout, time.Since(start))
+			return res, nil
 		case <-ctx.Done():
-			r.kill(ctx, sb)
+			_ = r.kill(ctx, sb)
 			return Result{}, ctx.Err()
 		}
 	}
 }
 
-// diagnose explains a stream that ended without a result frame.
-func (r *Runner) diagnose(ctx context.Context, sb *sandbox, req Request, start time.Time, streamErr error) (Result, error) {
+// engineAnswers opens a new connection to the engine: ErrEngineDown when
+// that fails. A ping is not enough: a stopping engine closes its socket at
+// once but keeps answering on connections kept alive until it exits, after
+// it has stopped every container.
+func (r *Runner) engineAnswers(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, engineCheckTimeout)
+	defer cancel()
+	conn, err := r.cli.Dialer()(cctx)
+	if err != nil {
+		if err = classify(opPing, err); errors.Is(err, ErrEngineDown) {
+			return err
+		}
+		return nil
+	}
+	_ = conn.Close()
+	return nil
+}
+
+// explain classifies an error of op on sb's container. When classify
+// cannot tell (an untyped error, such as an attach the engine refused), it
+// asks the engine about the container: gone is ErrSandboxVanished, no
+// answer is ErrEngineDown; otherwise err stays unclassified.
+func (r *Runner) explain(ctx context.Context, sb *sandbox, op string, err error) error {
+	err = classify(op, err)
+	if classified(err) {
+		return err
+	}
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	if _, ierr := r.cli.ContainerInspect(cctx, sb.id); ierr != nil {
+		if ierr = classify(opInspect, ierr); classified(ierr) {
+			return fmt.Errorf("%w (after %w)", ierr, err)
+		}
+	}
+	return err
+}
+
+// classified reports whether err is one of the sentinels classify gives.
+func classified(err error) bool {
+	return errors.Is(err, ErrEngineDown) || errors.Is(err, ErrSandboxVanished) || errors.Is(err, ErrNoImage)
+}
+
+// streamEnded asks the engine why sb's attach stream ended (streamErr is
+// what the reader saw, nil for a clean end). It returns the container's
+// final state when the container itself ended, or the error that explains
+// the end: ErrSandboxVanished when the container is gone, ErrEngineDown when
+// the engine does not answer or the stream was cut under a running
+// container.
+func (r *Runner) streamEnded(ctx context.Context, sb *sandbox, streamErr error) (*container.State, error) {
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
 	// Give the engine a moment to record the exit.
@@ -268,7 +348,7 @@ func (r *Runner) diagnose(ctx context.Context, sb *sandbox, req Request, start t
 	for i := 0; i < 20; i++ {
 		info, err := r.cli.ContainerInspect(cctx, sb.id)
 		if err != nil {
-			return Result{}, r.classify(fmt.Errorf("inspect container %s: %w", shortID(sb.id), err))
+			return nil, classify(opInspect, err)
 		}
 		state = info.State
 		if state == nil || !state.Running {
@@ -276,44 +356,49 @@ func (r *Runner) diagnose(ctx context.Context, sb *sandbox, req Request, start t
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	res := Result{Flavor: FlavorOf(sb.preload), Outputs: emptyOutputs(), ExecutionTime: time.Since(start)}
-	res.Resources.MemoryLimitBytes = r.opts.MemoryBytes
-	if state != nil && state.OOMKilled {
-		res.Status = StatusOutOfMemory
-		res.Resources.OOMKilled = true
-		res.Error = &ExecError{Type: "MemoryError", Message: "execution ran out of memory and the sandbox was killed"}
-		return res, nil
+	if state == nil {
+		state = &container.State{ExitCode: -1}
 	}
-	if streamErr != nil && errors.Is(streamErr, errProtocol) {
-		return Result{}, streamErr
+	if state.Status == "removing" || state.Dead {
+		// Removed from outside (docker rm -f): the removal killed it.
+		return nil, fmt.Errorf("%w: container %s is %s", ErrSandboxVanished, shortID(sb.id), state.Status)
 	}
-	exit := -1
-	if state != nil {
-		exit = state.ExitCode
+	if state.OOMKilled {
+		return state, nil
 	}
-	res.Status = StatusError
-	res.Error = &ExecError{
-		Type:    "SandboxError",
-		Message: fmt.Sprintf("the sandbox ended without a result (exit code %d)", exit),
+	if state.Running {
+		if streamErr == nil {
+			streamErr = io.EOF
+		}
+		return nil, classify(opStream, streamErr)
 	}
-	logrus.WithFields(logrus.Fields{logContainerID: shortID(sb.id), "stderr": sb.stderr.String()}).
-		Warn("sandbox ended without a result")
-	return res, nil
+	// The container exited: by itself, or killed by an engine going down.
+	if err := r.engineAnswers(ctx); err != nil {
+		return nil, err
+	}
+	return state, nil
 }
 
-func timeoutResult(sb *sandbox, req Request, elapsed time.Duration, mem int64) Result {
-	res := Result{
-		Status:        StatusTimeout,
-		Flavor:        FlavorOf(sb.preload),
-		Outputs:       emptyOutputs(),
-		ExecutionTime: elapsed,
-		Error: &ExecError{
-			Type:    "TimeoutError",
-			Message: fmt.Sprintf("execution exceeded the time limit of %gs", req.Timeout.Seconds()),
-		},
+// diagnose explains a stream that ended without an exit frame: the engine
+// or the container is gone (errors), or the container ended (a Result).
+func (r *Runner) diagnose(ctx context.Context, sb *sandbox, base Result, start time.Time, streamErr error) (Result, error) {
+	state, err := r.streamEnded(ctx, sb, streamErr)
+	if err != nil {
+		return Result{}, err
 	}
-	res.Resources.MemoryLimitBytes = mem
-	return res
+	res := base
+	res.ExecutionTime = time.Since(start)
+	if state.OOMKilled {
+		outOfMemory(&res)
+		return res, nil
+	}
+	if errors.Is(streamErr, errProtocol) && !engineUnreachable(streamErr) {
+		return Result{}, streamErr
+	}
+	noResult(&res, state.ExitCode)
+	logctx.From(ctx).WithFields(logrus.Fields{logContainerID: shortID(sb.id), "stderr": sb.stderr.String()}).
+		Warn("sandbox ended without a result")
+	return res, nil
 }
 
 // decodeOutputs parses the untrusted outputs frame into the fixed shape; on
@@ -334,6 +419,7 @@ func decodeOutputs(payload []byte, out *Outputs) {
 	if o.Variables == nil {
 		o.Variables = map[string]Variable{}
 	}
+	sanitizeOutputs(&o) // sanitize.go
 	*out = o
 }
 

@@ -26,6 +26,12 @@ const fakeChild = `import os, signal, sys, time
 mode = os.environ["FAKE_MODE"]
 def send(kind, payload):
     os.write(3, b"%s %d\n" % (kind.encode(), len(payload)) + payload)
+def spin(seconds):
+    t = time.process_time()
+    while time.process_time() - t < seconds:
+        pass
+if mode.startswith("burn"):
+    spin(0.3)  # "preloading": not the request's CPU
 if mode == "noready":
     os._exit(3)
 if mode == "badready":
@@ -67,6 +73,13 @@ elif mode == "closeall":
     os.close(1); os.close(2); os.close(3)
     time.sleep(0.2)
     os._exit(5)
+elif mode == "burn":
+    spin(0.05)
+    send("report", b'{"error":null,"cpu_ms":99999}')
+    send("outputs", b"{}")
+elif mode == "burnexit":
+    spin(0.05)
+    os._exit(0)
 elif mode == "segv":
     os.kill(os.getpid(), signal.SIGSEGV)
 for fd in (1, 2, 3):
@@ -236,6 +249,19 @@ func TestSupervisorWithFakeChild(t *testing.T) {
 			if res.Status != StatusError || res.Error == nil || res.Error.Type != "ProcessExit" ||
 				!strings.Contains(res.Error.Message, "code 5") {
 				t.Errorf("status %q error %+v", res.Status, res.Error)
+			}
+		}},
+		// The CPU time counts what ran after the request arrived, measured
+		// by the supervisor: not the 300 ms before ready, nor the report's
+		// claim; whether the child lingers (its clock) or exits (rusage).
+		{"burn", 5000, func(t *testing.T, res Result) {
+			if res.Status != StatusSuccess || res.Resources.CPUTime < 40*time.Millisecond || res.Resources.CPUTime > 250*time.Millisecond {
+				t.Errorf("status %q cpu %v, want about 50ms", res.Status, res.Resources.CPUTime)
+			}
+		}},
+		{"burnexit", 5000, func(t *testing.T, res Result) {
+			if res.Resources.CPUTime < 40*time.Millisecond || res.Resources.CPUTime > 250*time.Millisecond {
+				t.Errorf("status %q cpu %v, want about 50ms", res.Status, res.Resources.CPUTime)
 			}
 		}},
 		{"segv", 5000, func(t *testing.T, res Result) {

@@ -43,14 +43,19 @@ type Validation struct {
 // policy violations, without running it. Size, encoding and emptiness are
 // the caller's checks (policy.CheckSource).
 func (r *Runner) Validate(ctx context.Context, code string) (Validation, error) {
-	if !r.enter() {
+	if !r.goroutines.enter() {
 		return Validation{}, ErrClosed
 	}
-	defer r.wg.Done()
+	defer r.goroutines.leave()
+	return r.validate(ctx, code)
+}
+
+// validate is Validate for a caller already counted in (Run).
+func (r *Runner) validate(ctx context.Context, code string) (Validation, error) {
 	v := &r.validator
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.sb == nil || !v.sb.alive() {
+	if v.sb == nil || !v.sb.alive() || time.Since(v.sb.created) > r.opts.PoolMaxAge {
 		if v.sb != nil {
 			r.discard(ctx, v.sb)
 			v.sb = nil
@@ -88,10 +93,14 @@ func (r *Runner) Validate(ctx context.Context, code string) (Validation, error) 
 			v.reset(r, ctx)
 			return Validation{}, fmt.Errorf("%w: validator answer for %q: %v", errProtocol, ans.ID, err)
 		}
+		if !ans.Valid && len(ans.Errors) == 0 {
+			v.reset(r, ctx)
+			return Validation{}, fmt.Errorf("%w: validator refused code without saying why", errProtocol)
+		}
 		if ans.Errors == nil {
 			ans.Errors = []policy.Violation{}
 		}
-		return Validation{Valid: ans.Valid && len(ans.Errors) == 0, Errors: ans.Errors}, nil
+		return Validation{Valid: len(ans.Errors) == 0, Errors: ans.Errors}, nil
 	case <-timer.C:
 		v.reset(r, ctx)
 		return Validation{}, errors.New("validator did not answer in time")

@@ -13,11 +13,131 @@ import (
 	"github.com/pyexec/pyexec/policy"
 )
 
-// This file turns what the supervisor sent about one execution into a
-// Result. The exit frame is trusted (the supervisor builds it from numbers);
-// stdout, stderr, the report and the outputs are the user's process's and are
-// only decoded into fixed types, with bounds. decideStatus is the one place
-// that says how an execution ended.
+// This file is the one author of outcomes: every Result the runner returns
+// is built here, and every message the service writes about how code ended
+// comes from the verdicts table. It turns what the supervisor sent about one
+// execution into a Result (compose, decideStatus), and builds the Results of
+// the other ends: refused before running (rejectedResult, whether the
+// validator or the sandbox's own check found the violations), killed at the
+// deadline from outside (timedOut), killed for memory as the engine saw it
+// (outOfMemory), ended without a result (noResult). The exit frame is
+// trusted (the supervisor builds it from numbers); stdout, stderr, the
+// report and the outputs are the user's process's and are only decoded into
+// fixed types, with bounds. The child reports policy violations as data
+// (rule, message, line, column); their wording as an error is made here.
+
+// verdict is one way code can end other than its own success or exception.
+type verdict int
+
+const (
+	verdictTimeout     verdict = iota // past the time limit
+	verdictOutOfMemory                // killed for memory
+	verdictCrash                      // killed by a signal
+	verdictExit                       // exited non-zero without a report
+	verdictSyntax                     // refused: does not parse
+	verdictPolicy                     // refused: breaks the language policy
+	verdictNoResult                   // the sandbox ended without a result
+)
+
+// verdicts is the table of outcomes: status, error type and message
+// template of each.
+var verdicts = [...]struct{ status, errType, format string }{
+	verdictTimeout:     {StatusTimeout, "TimeoutError", "execution exceeded the time limit of %gs"},
+	verdictOutOfMemory: {StatusOutOfMemory, "MemoryError", "execution ran out of memory and was killed"},
+	verdictCrash:       {StatusError, "ProcessCrash", "process was killed by signal %s"},
+	verdictExit:        {StatusError, "ProcessExit", "process exited with code %d"},
+	verdictSyntax:      {StatusError, "SyntaxError", "%s%s"},
+	verdictPolicy:      {StatusError, "PolicyViolation", "%s%s"},
+	verdictNoResult:    {StatusError, "SandboxError", "the sandbox ended without a result (exit code %d)"},
+}
+
+// moreViolations follows the first violation's message when there are more.
+const moreViolations = " (and %d more)"
+
+// errorOf is the status and error of verdict v, its template filled with
+// args.
+func errorOf(v verdict, args ...any) (string, *ExecError) {
+	d := verdicts[v]
+	return d.status, &ExecError{Type: d.errType, Message: fmt.Sprintf(d.format, args...)}
+}
+
+// newResult is the Result of an execution before anything is known: no
+// output, the sandbox's flavor, the memory limit.
+func newResult(preload string, warm bool, memoryLimit int64) Result {
+	res := Result{Flavor: FlavorOf(preload), Warm: warm, Outputs: emptyOutputs(), Violations: []policy.Violation{}}
+	res.Resources.MemoryLimitBytes = memoryLimit
+	return res
+}
+
+// timedOut makes res the Result of code killed from outside at the
+// deadline: the supervisor did not report its own timeout.
+func timedOut(res *Result, timeout, elapsed time.Duration) {
+	res.ExecutionTime = elapsed
+	res.Status, res.Error = errorOf(verdictTimeout, timeout.Seconds())
+}
+
+// outOfMemory makes res the Result of a sandbox the engine saw killed for
+// memory before the supervisor could report.
+func outOfMemory(res *Result) {
+	res.Status, res.Error = errorOf(verdictOutOfMemory)
+	res.Resources.OOMKilled = true
+}
+
+// noResult makes res the Result of a sandbox that ended, by itself, with
+// the engine up and the container there, without a result.
+func noResult(res *Result, exitCode int) {
+	res.Status, res.Error = errorOf(verdictNoResult, exitCode)
+}
+
+// rejectedResult is the Result of code refused before it ran, with the
+// violations the validator found (flavor FlavorValidator) or the sandbox's
+// check reported (the sandbox's flavor): the same words either way.
+func rejectedResult(vs []policy.Violation, flavor string, memoryLimit int64) Result {
+	res := Result{Flavor: flavor, Outputs: emptyOutputs()}
+	res.Resources.MemoryLimitBytes = memoryLimit
+	reject(&res, vs)
+	return res
+}
+
+// reject makes res the Result of code refused for vs (not empty): a syntax
+// error when the first violation is one, else a policy violation. The error
+// is the first violation's message and position; its traceback lists every
+// violation, one per line; Violations lists them (not for a syntax error,
+// whose traceback says it all).
+func reject(res *Result, vs []policy.Violation) {
+	first := vs[0]
+	more := ""
+	if n := len(vs) - 1; n > 0 {
+		more = fmt.Sprintf(moreViolations, n)
+	}
+	v := verdictPolicy
+	if first.Rule == policy.RuleSyntax {
+		v = verdictSyntax
+	}
+	res.Status, res.Error = errorOf(v, first.Message, more)
+	lines := make([]string, len(vs))
+	for i := range vs {
+		lines[i] = vs[i].Error()
+	}
+	res.Error.Traceback = strings.Join(lines, "\n")
+	res.Error.Line, res.Error.Column = positive(first.Line), positive(first.Column)
+	res.Violations = vs
+	if v == verdictSyntax {
+		res.Violations = nil
+	}
+	res.Rejected = true
+	res.ExecutionTime = 0
+	res.Stdout, res.Stderr = "", ""
+	res.Outputs = emptyOutputs()
+}
+
+// positive is &n when n > 0 (a known position), else nil.
+func positive(n int) *int {
+	if n <= 0 {
+		return nil
+	}
+	return &n
+}
 
 // Bounds on the fields of the child's report (images/context/harness/
 // runner_child.py caps them the same way before sending).
@@ -206,12 +326,14 @@ func compose(ex wireExit, ef execFrames, timeout time.Duration, res *Result) {
 	if ex.PeakMemoryBytes >= 0 {
 		res.Resources.PeakMemoryBytes = ex.PeakMemoryBytes
 	}
+	if rep != nil && len(rep.violations) > 0 && !ex.TimedOut {
+		// The sandbox's own policy check refused the code; nothing ran.
+		reject(res, rep.violations)
+		return
+	}
 	res.Status, res.Error = decideStatus(ex, rep, timeout)
 	res.Resources.OOMKilled = ex.OOMKilled || res.Status == StatusOutOfMemory
 	res.Violations = []policy.Violation{}
-	if rep != nil {
-		res.Violations = rep.violations
-	}
 	switch {
 	case ex.OutputsOverflow:
 		res.Outputs = emptyOutputs()
@@ -225,20 +347,14 @@ func compose(ex wireExit, ef execFrames, timeout time.Duration, res *Result) {
 // place for this rule.
 func decideStatus(ex wireExit, rep *childReport, timeout time.Duration) (string, *ExecError) {
 	if ex.TimedOut {
-		return StatusTimeout, &ExecError{
-			Type:    "TimeoutError",
-			Message: fmt.Sprintf("execution exceeded the time limit of %gs", timeout.Seconds()),
-		}
+		return errorOf(verdictTimeout, timeout.Seconds())
 	}
 	sig := 0
 	if ex.State == exitSignaled {
 		sig = ex.Signal
 	}
 	if ex.OOMKilled || (sig == int(syscall.SIGKILL) && rep == nil) {
-		return StatusOutOfMemory, &ExecError{
-			Type:    "MemoryError",
-			Message: "execution ran out of memory and was killed",
-		}
+		return errorOf(verdictOutOfMemory)
 	}
 	if rep != nil {
 		switch {
@@ -255,10 +371,10 @@ func decideStatus(ex wireExit, rep *childReport, timeout time.Duration) (string,
 		if name == "" {
 			name = strconv.Itoa(sig)
 		}
-		return StatusError, &ExecError{Type: "ProcessCrash", Message: "process was killed by signal " + name}
+		return errorOf(verdictCrash, name)
 	}
 	if ex.State != exitExited || ex.ExitCode == 0 {
 		return StatusSuccess, nil
 	}
-	return StatusError, &ExecError{Type: "ProcessExit", Message: fmt.Sprintf("process exited with code %d", ex.ExitCode)}
+	return errorOf(verdictExit, ex.ExitCode)
 }

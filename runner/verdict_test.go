@@ -1,9 +1,14 @@
 package runner
 
 import (
+	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyexec/pyexec/internal/dockertest"
+	"github.com/pyexec/pyexec/policy"
 )
 
 func TestDecideStatus(t *testing.T) {
@@ -141,6 +146,90 @@ func TestRequestHeader(t *testing.T) {
 	} {
 		if got := requestHeader(tc.timeout, 10, 20, 30, 40); got != tc.want {
 			t.Errorf("requestHeader(%v) = %q, want %q", tc.timeout, got, tc.want)
+		}
+	}
+}
+
+// The report of the sandbox's own policy check carries violations as data;
+// the verdict's words are the same as for the validator's.
+func TestComposeSandboxViolations(t *testing.T) {
+	vs := []policy.Violation{
+		{Line: 1, Column: 1, Rule: policy.RuleForbiddenModule, Message: "import of module 'os' is forbidden"},
+		{Line: 3, Column: 5, Rule: policy.RuleForbiddenName, Message: "name 'eval' is forbidden"},
+	}
+	for _, report := range []string{
+		// As the harness sends it: data only.
+		`{"error":null,"violations":[{"rule":"forbidden-module","message":"import of module 'os' is forbidden","line":1,"column":1},` +
+			`{"rule":"forbidden-name","message":"name 'eval' is forbidden","line":3,"column":5}]}`,
+		// As an older harness sent it, with its own wording: ignored.
+		`{"error":{"type":"PolicyViolation","message":"other words","traceback":"x"},"violations":[` +
+			`{"rule":"forbidden-module","message":"import of module 'os' is forbidden","line":1,"column":1},` +
+			`{"rule":"forbidden-name","message":"name 'eval' is forbidden","line":3,"column":5}]}`,
+	} {
+		var ef execFrames
+		ef.add(frame{kind: frameReport, payload: []byte(report)})
+		res := newResult(PreloadNone, false, 1<<20)
+		compose(wireExit{State: exitReported, ExecutionUS: 900}, ef, time.Second, &res)
+		want := rejectedResult(vs, FlavorNone, 1<<20)
+		if !reflect.DeepEqual(res.Error, want.Error) || !reflect.DeepEqual(res.Violations, want.Violations) ||
+			res.Status != want.Status || !res.Rejected || res.ExecutionTime != 0 {
+			t.Errorf("sandbox verdict %+v %+v, want the validator's %+v %+v", res.Error, res.Violations, want.Error, want.Violations)
+		}
+	}
+	res := rejectedResult(vs, FlavorValidator, 0)
+	e := res.Error
+	if res.Status != StatusError || e.Type != "PolicyViolation" || e.Message != "import of module 'os' is forbidden (and 1 more)" ||
+		e.Traceback != "line 1, column 1: import of module 'os' is forbidden (forbidden-module)\nline 3, column 5: name 'eval' is forbidden (forbidden-name)" ||
+		*e.Line != 1 || *e.Column != 1 || len(res.Violations) != 2 {
+		t.Errorf("policy verdict %+v line %v violations %v", e, e.Line, res.Violations)
+	}
+	syn := rejectedResult([]policy.Violation{{Line: 2, Rule: policy.RuleSyntax, Message: "'(' was never closed"}}, FlavorValidator, 0)
+	if syn.Error.Type != "SyntaxError" || syn.Error.Message != "'(' was never closed" || *syn.Error.Line != 2 ||
+		syn.Error.Column != nil || syn.Violations != nil {
+		t.Errorf("syntax verdict %+v violations %v", syn.Error, syn.Violations)
+	}
+}
+
+// Code the policy refuses gets the same verdict whether the validator
+// (Run) or the sandbox's own check (no pre-check) found the violations.
+func TestRejectedSameFromValidatorAndSandbox(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Require(t)
+	rules := policy.Default()
+	owner := dockertest.Owner(t)
+	r, err := New(cli, Options{Image: dockertest.Image(t, cli), Owner: owner, Policy: &rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := r.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		dockertest.AssertNoContainers(t, cli, owner)
+	})
+	for _, code := range []string{
+		"import os\nprint('ran')",
+		"import subprocess\nx = eval('1')\nprint('ran')",
+		"print('ok')\nx = (1,\n",
+	} {
+		req := Request{Code: code, Timeout: 10 * time.Second}
+		byValidator, err := r.Run(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bySandbox, err := r.run(t.Context(), req, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !byValidator.Rejected || byValidator.Flavor != FlavorValidator || !bySandbox.Rejected || bySandbox.Stdout != "" {
+			t.Errorf("%q: rejected %v/%v flavor %q stdout %q", code, byValidator.Rejected, bySandbox.Rejected, byValidator.Flavor, bySandbox.Stdout)
+		}
+		if byValidator.Status != bySandbox.Status || !reflect.DeepEqual(byValidator.Error, bySandbox.Error) ||
+			!reflect.DeepEqual(byValidator.Violations, bySandbox.Violations) {
+			t.Errorf("%q:\nvalidator %s %+v %+v\nsandbox   %s %+v %+v", code,
+				byValidator.Status, byValidator.Error, byValidator.Violations, bySandbox.Status, bySandbox.Error, bySandbox.Violations)
 		}
 	}
 }

@@ -33,8 +33,13 @@ import (
 //	MAX_OUTPUT_BYTES     bytes     1m             cap on stdout and on stderr, each (at most 64m)
 //	IMAGE_REPOSITORY     name      pyexec-python  repository of the analytics image
 //	SERVICE_ID           name      hostname       owner label; replicas sharing an engine differ
-//	BUILD_IMAGE          bool      true           build the analytics image at start when missing
+//	BUILD_IMAGE          bool      true           build the analytics image at start when missing,
+//	                                              and again whenever it disappears (images.Healer)
 //	POOL_SIZE            int       MAX_WORKERS    ready containers kept warm (0: none)
+//	POOL_MAX_AGE_SECONDS seconds   600            an idle warm container, and the validator, are
+//	                                              replaced past this age
+//	RECONCILE_INTERVAL_SECONDS    seconds  30
+//	    how often leftover and expired sandboxes are looked for and removed
 //	POLICY               mode      strict         strict: language policy on; off: the container alone
 //	SHUTDOWN_TIMEOUT_SECONDS      seconds  MAX_TIMEOUT_SECONDS+15
 //	    how long requests in flight may finish after SIGTERM; then they are cancelled
@@ -58,6 +63,8 @@ type Config struct {
 	ServiceID       string
 	BuildImage      bool
 	PoolSize        int
+	PoolMaxAge      time.Duration
+	ReconcilePeriod time.Duration
 	Policy          policy.Mode
 	ShutdownTimeout time.Duration
 	// AdminToken is a secret: never logged, redacted in fields().
@@ -96,6 +103,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		Policy:          p.mode("POLICY", policy.ModeStrict),
 	}
 	c.PoolSize = int(p.int("POOL_SIZE", int64(c.MaxWorkers), 0, 1024))
+	c.PoolMaxAge = p.seconds("POOL_MAX_AGE_SECONDS", runner.DefaultPoolMaxAge.Seconds())
+	c.ReconcilePeriod = p.seconds("RECONCILE_INTERVAL_SECONDS", runner.DefaultReconcilePeriod.Seconds())
 	c.ShutdownTimeout = p.seconds("SHUTDOWN_TIMEOUT_SECONDS", c.MaxTimeout.Seconds()+15)
 	c.AdminToken = p.secret("ADMIN_TOKEN", minAdminTokenBytes)
 	c.AdminPackages = p.packages("ADMIN_EXTRA_PACKAGES_ALLOWED", defaultAdminPackages)
@@ -146,8 +155,8 @@ func (p *parser) seconds(name string, def float64) time.Duration {
 	if v != "" {
 		var err error
 		f, err = strconv.ParseFloat(v, 64)
-		if err != nil || math.IsNaN(f) || f <= 0 || f > 3600 {
-			p.fail(name, v, "want seconds, greater than 0 and at most 3600")
+		if limit := runner.MaxTimeoutLimit.Seconds(); err != nil || math.IsNaN(f) || f <= 0 || f > limit {
+			p.fail(name, v, fmt.Sprintf("want seconds, greater than 0 and at most %g", limit))
 			f = def
 		}
 	}
@@ -257,21 +266,23 @@ func (p *parser) bool(name string, def bool) bool {
 // fields is the effective configuration for the startup log and /health.
 func (c Config) fields() map[string]any {
 	return map[string]any{
-		"port":                c.Port,
-		"max_workers":         c.MaxWorkers,
-		"max_queue":           c.MaxQueue,
-		"timeout_seconds":     c.Timeout.Seconds(),
-		"max_timeout_seconds": c.MaxTimeout.Seconds(),
-		"log_level":           c.LogLevel.String(),
-		"memory_limit_bytes":  c.MemoryBytes,
-		"cpu_limit":           float64(c.NanoCPUs) / 1e9,
-		"pids_limit":          c.PidsLimit,
-		"tmpfs_bytes":         c.TmpfsBytes,
-		"max_output_bytes":    c.MaxOutputBytes,
-		"image_repository":    c.ImageRepository,
-		"service_id":          c.ServiceID,
-		"pool_size":           c.PoolSize,
-		"policy":              string(c.Policy),
+		"port":                       c.Port,
+		"max_workers":                c.MaxWorkers,
+		"max_queue":                  c.MaxQueue,
+		"timeout_seconds":            c.Timeout.Seconds(),
+		"max_timeout_seconds":        c.MaxTimeout.Seconds(),
+		"log_level":                  c.LogLevel.String(),
+		"memory_limit_bytes":         c.MemoryBytes,
+		"cpu_limit":                  float64(c.NanoCPUs) / 1e9,
+		"pids_limit":                 c.PidsLimit,
+		"tmpfs_bytes":                c.TmpfsBytes,
+		"max_output_bytes":           c.MaxOutputBytes,
+		"image_repository":           c.ImageRepository,
+		"service_id":                 c.ServiceID,
+		"pool_size":                  c.PoolSize,
+		"pool_max_age_seconds":       c.PoolMaxAge.Seconds(),
+		"reconcile_interval_seconds": c.ReconcilePeriod.Seconds(),
+		"policy":                     string(c.Policy),
 
 		"shutdown_timeout_seconds":     c.ShutdownTimeout.Seconds(),
 		"admin_token":                  redact(c.AdminToken),

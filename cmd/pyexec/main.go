@@ -1,6 +1,9 @@
 // Command pyexec is the Python execution service: it reads its settings from
 // the environment, makes sure the analytics image exists, reaps containers
 // left by an earlier run, and serves the REST API until SIGINT or SIGTERM.
+// Should the image disappear under it (a prune), its images.Healer rebuilds
+// it (BUILD_IMAGE=true) or waits for it, and the service serves again
+// without a restart.
 //
 //	pyexec               serve
 //	pyexec -build-image  build the analytics image if missing, then exit
@@ -16,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 
 	"github.com/pyexec/pyexec/handlers"
 	"github.com/pyexec/pyexec/images"
+	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
@@ -55,6 +58,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) error {
+	ctx = logctx.With(ctx, logrus.NewEntry(log))
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
@@ -66,12 +70,6 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 	cancel()
 
 	builder := images.New(cli, cfg.ImageRepository, log.WithField("component", "images"))
-	// One private registry: the packages' metrics, Go runtime and process.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := builder.RegisterMetrics(reg); err != nil {
-		return err
-	}
 	if buildOnly {
 		tag, err := builder.Ensure(ctx)
 		if err != nil {
@@ -80,105 +78,20 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		fmt.Println(tag)
 		return nil
 	}
-
-	var rules *policy.Rules
-	if cfg.Policy == policy.ModeStrict {
-		d := policy.Default()
-		rules = &d
-	}
-	rn, err := runner.New(cli, runner.Options{
-		Policy:         rules,
-		PoolSize:       cfg.PoolSize,
-		Image:          builder.Tag(),
-		Owner:          cfg.ServiceID,
-		MemoryBytes:    cfg.MemoryBytes,
-		NanoCPUs:       cfg.NanoCPUs,
-		PidsLimit:      cfg.PidsLimit,
-		TmpfsBytes:     cfg.TmpfsBytes,
-		MaxStreamBytes: int(cfg.MaxOutputBytes),
-		MaxWorkers:     cfg.MaxWorkers,
-		MaxQueue:       cfg.MaxQueue,
-		Registerer:     reg,
-	})
+	svc, err := newService(cfg, log, cli, builder)
 	if err != nil {
 		return err
 	}
 	log.WithFields(cfg.fields()).WithField("image", builder.Tag()).Info("starting")
 
-	if n, err := rn.Reap(ctx); err != nil {
+	if n, err := svc.rn.Reap(ctx); err != nil {
 		log.WithError(err).Warn("reap leftovers")
 	} else if n > 0 {
 		log.WithField("containers", n).Warn("removed containers left by an earlier run")
 	}
+	svc.start(ctx)
 
-	// The pool starts once the image is there (built now or already).
-	var building atomic.Bool
-	var buildErr atomic.Value // string
-	building.Store(true)
-	started := make(chan struct{}) // closed when the goroutine below ends
-	go func() {
-		defer close(started)
-		defer building.Store(false)
-		var err error
-		if cfg.BuildImage {
-			_, err = builder.Ensure(ctx)
-		} else {
-			err = waitForImage(ctx, builder)
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				buildErr.Store(err.Error())
-				log.WithError(err).Error("analytics image unavailable")
-			}
-			return
-		}
-		rn.Start(ctx)
-		// Start the validator now rather than on the first request.
-		if _, err := rn.Validate(ctx, "pass"); err != nil && ctx.Err() == nil {
-			log.WithError(err).Warn("validator warm-up")
-		}
-	}()
-
-	health := func(ctx context.Context) handlers.Health {
-		var h handlers.Health
-		if v, err := cli.ServerVersion(ctx); err != nil {
-			h.Engine.Error = err.Error()
-		} else {
-			h.Engine = handlers.EngineHealth{Reachable: true, Version: v.Version, APIVersion: cli.ClientVersion()}
-		}
-		// The image in use: the base image of this binary, or the one an
-		// admin rebuild switched to (built on that base).
-		h.Image.Tag = rn.Image()
-		h.Image.Building = building.Load() || builder.Building()
-		if msg, ok := buildErr.Load().(string); ok {
-			h.Image.Error = msg
-		}
-		if h.Engine.Reachable {
-			img, err := builder.Inspect(ctx, h.Image.Tag)
-			if err != nil && !errors.Is(err, images.ErrNoImage) {
-				h.Image.Error = err.Error()
-			}
-			h.Image.Present = err == nil
-			h.Image.Current = err == nil && img.ContextHash == builder.Hash()
-		}
-		return h
-	}
-
-	srv := handlers.NewServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)), handlers.New(handlers.Options{
-		Runner:         rn,
-		Logger:         log,
-		DefaultTimeout: cfg.Timeout,
-		MaxTimeout:     cfg.MaxTimeout,
-		Health:         health,
-		Settings:       cfg.fields(),
-
-		Registerer:      reg,
-		Gatherer:        reg,
-		AdminToken:      cfg.AdminToken,
-		Images:          builder,
-		Switcher:        rn,
-		AllowedPackages: cfg.AdminPackages,
-	}), cfg.MaxTimeout)
+	srv := handlers.NewServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)), svc.handler, cfg.MaxTimeout)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.WithField("addr", srv.Addr).Info("listening")
@@ -188,7 +101,161 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	return shutdown(context.WithoutCancel(ctx), cfg, log, srv, rn, started)
+	return shutdown(context.WithoutCancel(ctx), cfg, log, srv, svc)
+}
+
+// service is the wired service: the runner, the image builder and healer,
+// and the HTTP handler over them.
+type service struct {
+	cfg     Config
+	cli     *client.Client
+	builder *images.Builder
+	healer  *images.Healer
+	rn      *runner.Runner
+	handler http.Handler
+	// started is closed when the start-up goroutine (start) has ended,
+	// healed when the healer's has.
+	started chan struct{}
+	healed  chan struct{}
+}
+
+// newService wires the runner, the healer and the handlers, with one
+// private metrics registry. Nothing runs until start.
+func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *images.Builder) (*service, error) {
+	s := &service{cfg: cfg, cli: cli, builder: builder, started: make(chan struct{}), healed: make(chan struct{})}
+	// One private registry: the packages' metrics, Go runtime and process.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := builder.RegisterMetrics(reg); err != nil {
+		return nil, err
+	}
+
+	var rules *policy.Rules
+	if cfg.Policy == policy.ModeStrict {
+		d := policy.Default()
+		rules = &d
+	}
+	rn, err := runner.New(cli, runner.Options{
+		Policy:          rules,
+		PoolSize:        cfg.PoolSize,
+		Image:           builder.Tag(),
+		Owner:           cfg.ServiceID,
+		MemoryBytes:     cfg.MemoryBytes,
+		NanoCPUs:        cfg.NanoCPUs,
+		PidsLimit:       cfg.PidsLimit,
+		TmpfsBytes:      cfg.TmpfsBytes,
+		MaxStreamBytes:  int(cfg.MaxOutputBytes),
+		MaxWorkers:      cfg.MaxWorkers,
+		MaxQueue:        cfg.MaxQueue,
+		MaxTimeout:      cfg.MaxTimeout,
+		PoolMaxAge:      cfg.PoolMaxAge,
+		ReconcilePeriod: cfg.ReconcilePeriod,
+		Registerer:      reg,
+		// A create found no image: it was removed under the service.
+		OnNoImage: func(image string) { s.healer.Trigger(image) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.rn = rn
+	// The healer is set before anything can create a container.
+	s.healer = images.NewHealer(builder, rn, images.HealOptions{Build: cfg.BuildImage})
+	if err := s.healer.RegisterMetrics(reg); err != nil {
+		return nil, err
+	}
+
+	s.handler = handlers.New(handlers.Options{
+		Runner:         rn,
+		Logger:         log,
+		DefaultTimeout: cfg.Timeout,
+		MaxTimeout:     cfg.MaxTimeout,
+		Health:         s.health,
+		Settings:       cfg.fields(),
+
+		Registerer: reg,
+		Gatherer:   reg,
+		AdminToken: cfg.AdminToken,
+		Images:     builder,
+		// Admin switches go through the healer, which remembers the
+		// packages of the image in use, to rebuild it with them.
+		Switcher:        adminSwitcher{Runner: rn, healer: s.healer},
+		AllowedPackages: cfg.AdminPackages,
+	})
+	return s, nil
+}
+
+// adminSwitcher is the runner as the admin endpoints see it, with image
+// switches made through the healer.
+type adminSwitcher struct {
+	*runner.Runner
+	healer *images.Healer
+}
+
+// SetImage switches the runner's image through the healer.
+func (a adminSwitcher) SetImage(ctx context.Context, tag string) error {
+	return a.healer.SetImage(ctx, tag)
+}
+
+// start runs the healer, which first makes sure the image exists (built
+// now, or restored by someone else with BUILD_IMAGE=false) and from then on
+// brings it back whenever it disappears; once the image is there, it starts
+// the pool and the validator. Both goroutines end with ctx, closing
+// s.started and s.healed.
+func (s *service) start(ctx context.Context) {
+	base := logctx.From(ctx)
+	go func() {
+		defer close(s.healed)
+		s.healer.Run(logctx.With(ctx, base.WithField("component", "images")))
+	}()
+	go func() {
+		defer close(s.started)
+		select {
+		case <-s.healer.Ready():
+		case <-ctx.Done():
+			return
+		}
+		ctx := logctx.With(ctx, base.WithField("component", "runner"))
+		s.rn.Start(ctx)
+		// Start the validator now rather than on the first request.
+		if _, err := s.rn.Validate(ctx, "pass"); err != nil && ctx.Err() == nil {
+			logctx.From(ctx).WithError(err).Warn("validator warm-up")
+		}
+	}()
+}
+
+// health reports the engine and the image for GET /health. A missing image
+// triggers the healer.
+func (s *service) health(ctx context.Context) handlers.Health {
+	var h handlers.Health
+	if v, err := s.cli.ServerVersion(ctx); err != nil {
+		h.Engine.Error = err.Error()
+	} else {
+		h.Engine = handlers.EngineHealth{Reachable: true, Version: v.Version, APIVersion: s.cli.ClientVersion()}
+	}
+	// The image in use: the base image of this binary, or the one an admin
+	// rebuild switched to (built on that base).
+	h.Image.Tag = s.rn.Image()
+	st := s.healer.Status()
+	h.Image.Building = st.Building || s.builder.Building()
+	h.Image.Error = st.Error
+	if f := st.Fallback; f != nil {
+		h.Image.Fallback = &handlers.ImageFallback{From: f.From, Packages: f.Packages, At: f.At, Message: f.Message()}
+	}
+	if h.Engine.Reachable {
+		img, err := s.builder.Inspect(ctx, h.Image.Tag)
+		switch {
+		case errors.Is(err, images.ErrNoImage):
+			// Gone under the service: the healer rebuilds it now, unless
+			// it backs off after a failed build or may not build.
+			s.healer.Trigger(h.Image.Tag)
+			h.Image.Building = h.Image.Building || s.cfg.BuildImage && s.healer.Status().NextAttempt.IsZero()
+		case err != nil:
+			h.Image.Error = err.Error()
+		}
+		h.Image.Present = err == nil
+		h.Image.Current = err == nil && img.ContextHash == s.builder.Hash()
+	}
+	return h
 }
 
 // shutdown stops the service after SIGTERM or SIGINT (the pool's refills
@@ -200,7 +267,8 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 //     which kills their containers;
 //  3. remove every container the runner created (pool, validator, any
 //     left over), under a budget of its own.
-func shutdown(ctx context.Context, cfg Config, log *logrus.Logger, srv *http.Server, rn *runner.Runner, started <-chan struct{}) error {
+func shutdown(ctx context.Context, cfg Config, log *logrus.Logger, srv *http.Server, svc *service) error {
+	rn := svc.rn
 	start := time.Now()
 	log.WithField("running", rn.Stats().Running).Info("shutting down")
 	dctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
@@ -209,7 +277,8 @@ func shutdown(ctx context.Context, cfg Config, log *logrus.Logger, srv *http.Ser
 		log.WithError(err).Warn("requests still running at the shutdown deadline; cancelling them")
 		_ = srv.Close()
 	}
-	<-started // the image check ends with the root context; no pool starts after
+	<-svc.started // the image check ends with the root context; no pool starts after
+	<-svc.healed
 	cctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 	defer cancel()
 	if err := rn.Close(cctx); err != nil {
@@ -222,22 +291,3 @@ func shutdown(ctx context.Context, cfg Config, log *logrus.Logger, srv *http.Ser
 // cleanupTimeout bounds removing the containers at shutdown, after the
 // requests have finished or been cancelled.
 const cleanupTimeout = 60 * time.Second
-
-// waitForImage waits until another replica or an operator has built the
-// image (BUILD_IMAGE=false).
-func waitForImage(ctx context.Context, b *images.Builder) error {
-	for {
-		ok, err := b.Present(ctx)
-		if ok {
-			return nil
-		}
-		if err != nil && ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-}

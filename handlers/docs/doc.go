@@ -7,9 +7,9 @@
 // pages work on a machine without internet access. The pages load nothing
 // from another origin; their Content-Security-Policy forbids it.
 //
-// It also lets tests hold the service to the document: Validator checks
-// requests and responses against it, and Examples lists the documented
-// example requests with the responses they are documented with.
+// Spec returns the document. Tests hold the service to it with
+// internal/openapitest, which only tests import, so the OpenAPI library
+// stays out of the service binary.
 //
 // It never touches Docker or the runner, and imports nothing from handlers
 // (handlers.New calls Register). Everything in it is safe for concurrent use.

@@ -1,4 +1,4 @@
-package docs
+package docs_test
 
 import (
 	"encoding/json"
@@ -10,11 +10,14 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/pyexec/pyexec/handlers/docs"
+	"github.com/pyexec/pyexec/internal/openapitest"
 )
 
 func mustLoad(t *testing.T) *openapi3.T {
 	t.Helper()
-	doc, err := load()
+	doc, err := openapitest.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +40,7 @@ func TestSpecValidates(t *testing.T) {
 	if doc.OpenAPI != "3.0.3" {
 		t.Errorf("openapi = %q, want 3.0.3", doc.OpenAPI)
 	}
-	if !json.Valid(Spec()) {
+	if !json.Valid(docs.Spec()) {
 		t.Error("Spec() is not valid JSON")
 	}
 	want := []string{
@@ -72,7 +75,7 @@ func TestSpecValidates(t *testing.T) {
 // this says which).
 func TestRefsResolve(t *testing.T) {
 	var raw any
-	if err := json.Unmarshal(Spec(), &raw); err != nil {
+	if err := json.Unmarshal(docs.Spec(), &raw); err != nil {
 		t.Fatal(err)
 	}
 	var refs []string
@@ -201,11 +204,11 @@ func TestExamples(t *testing.T) {
 // TestExecuteExamples checks that POST /execute has a request and a
 // response example for every kind of output, each showing that kind.
 func TestExecuteExamples(t *testing.T) {
-	exs, err := Examples()
+	exs, err := openapitest.Examples()
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]Example{}
+	byName := map[string]openapitest.Example{}
 	for _, ex := range exs {
 		if ex.Status == 0 || ex.Response == nil {
 			t.Errorf("%s %s: request example %s has no response example of the same name", ex.Method, ex.Path, ex.Name)

@@ -1,6 +1,10 @@
 // Package dockertest helps tests that need the real Docker engine and the
 // real analytics image. Tests skip when no engine answers, unless
 // PYEXEC_REQUIRE_DOCKER=1 (CI), where they fail instead. No mocks.
+//
+// It also owns the engine lock that orders engine tests across processes
+// (Require shares it, RequireExclusive holds it alone) and the fault
+// helpers that stop and start the engine (StopEngine, StartEngine).
 package dockertest
 
 import (
@@ -38,12 +42,22 @@ var (
 // Required reports whether engine tests must fail rather than skip.
 func Required() bool { return os.Getenv("PYEXEC_REQUIRE_DOCKER") == "1" }
 
-// Require returns a client to a live engine, or skips (fails in CI).
+// Require returns a client to a live engine, or skips (fails in CI). It
+// holds the engine lock (LockPath) shared until the test ends, so that no
+// fault test stops the engine under it.
 func Require(t testing.TB) *client.Client {
 	t.Helper()
-	if testing.Short() && !Required() {
+	return require(t, false)
+}
+
+func require(t testing.TB, exclusive bool) *client.Client {
+	t.Helper()
+	// A fault test that RequireFaults let through must run.
+	required := Required() || (exclusive && Faults())
+	if testing.Short() && !required {
 		t.Skip("engine test skipped under -short")
 	}
+	lockEngine(t, exclusive)
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -54,7 +68,7 @@ func Require(t testing.TB) *client.Client {
 		cli.NegotiateAPIVersion(ctx)
 	}
 	if err != nil {
-		if Required() {
+		if required {
 			t.Fatalf("docker engine required (PYEXEC_REQUIRE_DOCKER=1) but unavailable: %v", err)
 		}
 		t.Skipf("no docker engine: %v", err)

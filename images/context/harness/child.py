@@ -30,6 +30,10 @@ RES_FD, REQ_FD, OUT_FD, ERR_FD = 3, 4, 5, 6
 # answers in milliseconds; the wait only keeps the exit off its way). Code
 # that hides its own report ends this much later, as a plain exit.
 LINGER_SECONDS = 2
+# How the ready message names the preload of a bare sandbox (Go: preloadName).
+PRELOAD_NONE = "none"
+# The libraries whose versions the ready message reports (Go: PreloadFull).
+VERSIONED_LIBRARIES = ("numpy", "pandas", "matplotlib", "plotly")
 
 
 
@@ -73,6 +77,12 @@ def preload(libs):
     """Imports the libraries so user code that needs them starts warm. A
     library that fails to import is left for the code to import, and fail,
     itself."""
+    import warnings
+
+    # plotly.tools replaces warnings.formatwarning for the whole process: put
+    # Python's own back, so preloading plotly does not change how the code's
+    # warnings look.
+    formatwarning = warnings.formatwarning
     for lib in libs:
         try:
             if lib == "matplotlib":
@@ -85,6 +95,7 @@ def preload(libs):
                 import plotly.express  # noqa: F401  (it needs pandas)
         except Exception:
             pass
+    warnings.formatwarning = formatwarning
     if "matplotlib" in libs:
         # Render once so font caches and the Agg renderer are warm (the first
         # render in a fresh process costs ~100 ms more).
@@ -104,7 +115,7 @@ def preload(libs):
 
 def library_versions():
     versions = {"python": sys.version.split()[0]}
-    for name in ("numpy", "pandas", "matplotlib", "plotly"):
+    for name in VERSIONED_LIBRARIES:
         mod = sys.modules.get(name)
         if mod is not None:
             versions[name] = getattr(mod, "__version__", "")
@@ -155,7 +166,7 @@ def main():
     runner_child.setup()
     runner_child.warm()
     ready = {
-        "preload": ",".join(libs) or "none",
+        "preload": ",".join(libs) or PRELOAD_NONE,
         "preload_ms": preload_ms,
         "versions": library_versions(),
         "memory_bytes": memory_usage(),

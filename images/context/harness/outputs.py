@@ -33,7 +33,9 @@ How outputs are caught
 * The hooks are installed without importing anything heavy: modules already
   imported (preloaded, PYEXEC_PRELOAD) are patched in before(); the others are
   patched when the user's code imports them, by a sys.meta_path finder that
-  only reacts to four module names and wraps that module's exec_module.
+  only reacts to the five module names in _PATCHES and wraps that module's
+  exec_module. matplotlib.font_manager gets the CJK font as every font's last
+  fallback (see "fonts").
 
 Shapes
 ------
@@ -58,7 +60,9 @@ dataframe: {"name", "kind": "dataframe" | "series", "shape": [rows, cols],
     first max_columns columns are in columns/dtypes/data/html),
     "html": df.head(max_rows).to_html() (escaped; object cells cut to 200
     chars; past max_html_cells, or if pandas fails, a plain escaped table
-    built from "data")}.
+    built from "data"). The service never passes it on: it replaces it with
+    a table it builds from columns/index/data (runner/sanitize.go), so code
+    that patches pandas cannot put markup in front of a client}.
   A Series is a one-column frame (Series.to_frame(): an unnamed Series gets
   the column label 0), kind "series". The last expression is named "_",
   display()ed frames take the top-level name bound to them, else
@@ -94,8 +98,8 @@ Strings that cannot be encoded as UTF-8 (lone surrogates) are escaped.
 
 Options (request "options", all optional): chart_format "png"|"svg";
 max_charts 20; max_chart_bytes 5 MiB (size of one chart's data as it appears
-in the JSON); max_chart_total_bytes 32 MiB (all charts together, so the
-outputs stay under the supervisor's cap); max_dataframes 20; max_rows 100;
+in the JSON); max_chart_total_bytes 24 MiB (all charts together, leaving
+room for tables and variables under the supervisor's 32 MiB cap); max_dataframes 20; max_rows 100;
 max_columns 50; max_cell_chars 1000; max_variables 100; max_repr 200 (a
 variable's repr); max_result_repr 10000 (the last expression's repr);
 max_html_cells 10000 (cells rendered with pandas' to_html over all frames,
@@ -122,7 +126,7 @@ _HOOK_SPEC = "outputs:_on_new_figure"  # matplotlib rcParams["figure.hooks"]
 _DEFAULTS = {
     "max_charts": (20, 0, 1000),
     "max_chart_bytes": (5 << 20, 0, 1 << 30),
-    "max_chart_total_bytes": (32 << 20, 0, 1 << 30),
+    "max_chart_total_bytes": (24 << 20, 0, 1 << 30),
     "max_dataframes": (20, 0, 1000),
     "max_rows": (100, 0, 100000),
     "max_columns": (50, 0, 10000),
@@ -607,6 +611,48 @@ def _patch_mpl_figure(mfig):
     mfig.Figure.show = _figure_show
 
 
+# ---------------------------------------------------------------- fonts
+# The image carries a CJK font (Chinese, Japanese kana, Korean Hangul). It is
+# added as the last fallback of every font matplotlib looks up, so text in any
+# of those scripts renders as glyphs whatever family the code, a style or
+# seaborn's set_theme() chose, and the rc defaults stay matplotlib's own.
+
+_CJK_FAMILY = "WenQuanYi Micro Hei"  # Debian's fonts-wqy-microhei
+_cjk_path = None  # its file, once looked up; "" when it is not installed
+
+
+def _cjk_font(manager):
+    global _cjk_path
+    if _cjk_path is None:
+        _cjk_path = ""
+        try:
+            fm = sys.modules["matplotlib.font_manager"]
+            _cjk_path = manager.findfont(fm.FontProperties(family=_CJK_FAMILY), fallback_to_default=False)
+        except Exception:
+            pass
+    return _cjk_path
+
+
+def _patch_font_manager(fm):
+    cls = fm.FontManager
+    find = cls._find_fonts_by_props  # matplotlib >= 3.6: font fallback lists
+    if getattr(find, "_pyexec", False):
+        return
+
+    def _find_fonts_by_props(self, prop, fontext="ttf", *args, **kwargs):
+        paths = find(self, prop, fontext, *args, **kwargs)
+        if fontext == "ttf":
+            cjk = _cjk_font(self)
+            if cjk and cjk not in paths:
+                paths = list(paths) + [cjk]
+        return paths
+
+    _find_fonts_by_props._pyexec = True
+    _find_fonts_by_props.__wrapped__ = find
+    _find_fonts_by_props.__doc__ = find.__doc__
+    cls._find_fonts_by_props = _find_fonts_by_props
+
+
 # ---------------------------------------------------------------- plotly
 
 
@@ -679,6 +725,7 @@ def _patch_plotly_renderers(mod):
 
 
 _PATCHES = {
+    "matplotlib.font_manager": _patch_font_manager,
     "matplotlib.figure": _patch_mpl_figure,
     "matplotlib.pyplot": _patch_pyplot,
     "plotly.basedatatypes": _patch_plotly_base,

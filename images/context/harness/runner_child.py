@@ -59,6 +59,56 @@ def _cpu_ms():
     return (t.user + t.system + t.children_user + t.children_system) * 1000
 
 
+# The process's CPU time when the request arrived (set by run()): the report's
+# cpu_ms counts only what ran after it, not the preloading before.
+_cpu_at_request = 0.0
+
+
+def _request_cpu_ms():
+    return max(0.0, _cpu_ms() - _cpu_at_request)
+
+
+# ---------------------------------------------------------------- warnings
+# A warning whose location is a harness file (matplotlib and pandas point
+# past their own frames, which lands on the harness when it renders a figure
+# or a table) is shown at the user's innermost line on the stack, or dropped
+# when none is (outputs collected after the code finished). Warnings raised
+# elsewhere keep Python's own location.
+
+HARNESS_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_show_warning = None  # warnings.showwarning as it was before route_warnings
+
+
+def _user_location():
+    """(filename, lineno) of the innermost frame of the user's code, or None."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == CODE_FILENAME:
+            return CODE_FILENAME, frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None):
+    if isinstance(filename, str) and filename.startswith(HARNESS_PREFIX):
+        where = _user_location()
+        if where is None:
+            return
+        filename, lineno = where
+        line = None  # read from the user's code (linecache)
+    _show_warning(message, category, filename, lineno, file, line)
+
+
+def route_warnings():
+    """Installs _showwarning as warnings.showwarning (once)."""
+    global _show_warning
+    import warnings  # imported by every library anyway; cheap
+
+    if warnings.showwarning is not _showwarning:
+        _show_warning = warnings.showwarning
+        warnings.showwarning = _showwarning
+
+
 def _flush_streams():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -210,31 +260,18 @@ def policy_violations(request):
     return checker.check(request["code"], policy)
 
 
-def policy_error(violations):
-    import checker
-
-    first = violations[0]
-    message = first["message"]
-    if len(violations) > 1:
-        more = len(violations) - 1
-        message += " (and %d more policy violation%s)" % (more, "" if more == 1 else "s")
-    return {
-        "type": "PolicyViolation",
-        "message": message,
-        "traceback": "\n".join(
-            checker.format_error(v) for v in violations[: checker.MAX_REPORTED]
-        ),
-        "line": first["line"],
-        "column": first["column"],
-    }
-
-
 def report_policy_violations(res_w, violations):
+    """Reports the violations as data only (rule, message, line, column):
+    the service words the verdict (runner/verdict.go), the same whether its
+    validator or this check found them."""
     import checker
 
     report = {
-        "error": policy_error(violations),
-        "violations": violations[: checker.MAX_REPORTED],
+        "error": None,
+        "violations": [
+            {k: v.get(k) for k in ("rule", "message", "line", "column")}
+            for v in violations[: checker.MAX_REPORTED]
+        ],
     }
     send_message(res_w, "report", jsonlite.dumps(report, ensure_ascii=False).encode("utf-8", "replace"))
     send_message(res_w, "outputs", jsonlite.dumps(outputs.empty()).encode("utf-8"))
@@ -254,6 +291,7 @@ def setup():
     except OSError:
         pass
     _set_streams()
+    route_warnings()
     os.chdir("/tmp")
 
 
@@ -268,7 +306,7 @@ def warm():
         body, tail = compile_code(req["code"])
         exec(body, ns)
         collected = outputs.collect(ns, eval(tail, ns), {})
-        jsonlite.dumps({"error": None, "cpu_ms": _cpu_ms()}).encode("utf-8")
+        jsonlite.dumps({"error": None, "cpu_ms": _request_cpu_ms()}).encode("utf-8")
         jsonlite.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except BaseException:
         pass
@@ -276,6 +314,8 @@ def warm():
 
 def run(request, res_w):
     """Runs the request's code in this (set-up) child and reports on res_w."""
+    global _cpu_at_request
+    _cpu_at_request = _cpu_ms()
     violations = policy_violations(request)
     if violations:
         report_policy_violations(res_w, violations)
@@ -299,7 +339,7 @@ def run(request, res_w):
         collected["collect_error"] = "%s: %s" % (type(exc).__name__, exc)
     _flush_streams()
     report = jsonlite.dumps(
-        {"error": _cap_error(error), "cpu_ms": _cpu_ms()}, ensure_ascii=False, default=repr
+        {"error": _cap_error(error), "cpu_ms": _request_cpu_ms()}, ensure_ascii=False, default=repr
     ).encode("utf-8")
     send_message(res_w, "report", report)
     try:

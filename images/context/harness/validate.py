@@ -35,6 +35,8 @@ HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
 # times (\u0000), plus the policy.
 MAX_REQUEST_BYTES = 1 << 20
 MAX_ID_CHARS = 200
+# The supervisor's framing (FRAME_MAGIC in supervisor.c, frameMagic in Go).
+FRAME_MAGIC = b"PYEXEC1"
 
 
 def dumps(obj):
@@ -91,7 +93,7 @@ def write_frame(kind, payload):
     """Writes one frame on stdout, in the framing of the sandboxes'
     supervisor (images/context/supervisor/supervisor.c)."""
     data = payload.encode("utf-8") if isinstance(payload, str) else payload
-    out = b"PYEXEC1 %s %d\n" % (kind.encode("ascii"), len(data)) + data + b"\n"
+    out = b"%s %s %d\n" % (FRAME_MAGIC, kind.encode("ascii"), len(data)) + data + b"\n"
     view = memoryview(out)
     while view:
         view = view[os.write(1, view):]

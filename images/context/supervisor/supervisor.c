@@ -278,6 +278,49 @@ struct child {
     int out, err, res, req; /* our ends */
 };
 
+/* child_cpu_us is the CPU time the child has used so far: its own (all its
+ * threads, to the nanosecond, from its process CPU clock) plus that of the
+ * children it waited for (from /proc, in clock ticks); -1 when unknown (it
+ * has exited). Sampled when the request arrives and again at the end, so the
+ * exit frame counts only what ran for the request, not the preloading. */
+static int64_t child_cpu_us(pid_t pid) {
+    clockid_t clock;
+    struct timespec ts;
+    if (clock_getcpuclockid(pid, &clock) != 0 || clock_gettime(clock, &ts) != 0)
+        return -1;
+    int64_t us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    char path[64], stat[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return us;
+    ssize_t n = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (n <= 0)
+        return us;
+    stat[n] = '\0';
+    /* After the command's closing parenthesis: state (field 3), ...,
+     * cutime (16), cstime (17). */
+    char *p = strrchr(stat, ')');
+    long ticks = sysconf(_SC_CLK_TCK);
+    if (p == NULL || ticks <= 0)
+        return us;
+    p++;
+    int64_t children = 0;
+    for (int field = 3; field <= 17; field++) {
+        char *end;
+        while (*p == ' ')
+            p++;
+        long long v = strtoll(p, &end, 10);
+        if (field >= 16 && end != p)
+            children += v;
+        p = strchr(p, ' ');
+        if (p == NULL)
+            break;
+    }
+    return us + children * 1000000 / ticks;
+}
+
 static void kill_child(pid_t pid) {
     kill(-pid, SIGKILL); /* its process group (it called setsid) */
     kill(pid, SIGKILL);
@@ -382,7 +425,7 @@ static bool parse_request_header(const char *line, struct request *r) {
  * passes the body to the child, then closes the child's request pipe. A
  * child that stopped reading (it died) is not an error here: its end shows
  * in the exit frame. */
-static const char *forward_request(struct child *c, struct request *r, int64_t *started) {
+static const char *forward_request(struct child *c, struct request *r, int64_t *started, int64_t *cpu_before) {
     char chunk[65536];
     size_t have = 0;
     char *nl = NULL;
@@ -404,6 +447,7 @@ static const char *forward_request(struct child *c, struct request *r, int64_t *
     if (!parse_request_header(line, r))
         return "bad request header";
     *started = now_us(); /* the deadline runs from the request, not from ready */
+    *cpu_before = child_cpu_us(c->pid);
     size_t left = r->length;
     bool open = true;
     size_t first = have - hdr < left ? have - hdr : left;
@@ -439,6 +483,9 @@ struct outcome {
     int status;
     struct rusage ru;
     int64_t elapsed_us;
+    /* The child's CPU time (child_cpu_us) when the request arrived and, if
+     * it was not reaped, at the end; -1 when unknown. */
+    int64_t cpu_before, cpu_after;
 };
 
 static void reap(struct child *c, struct outcome *o, int flags) {
@@ -539,10 +586,16 @@ static void write_exit(const struct outcome *o, const struct buf *out, const str
                        bool oom, bool outputs_overflow) {
     const char *state = "reported";
     int code = 0, sig = 0;
-    int64_t cpu_us = -1;
+    int64_t cpu_us = o->cpu_after; /* CPU since the request; -1: unknown */
     if (o->reaped) {
         cpu_us = (int64_t)o->ru.ru_utime.tv_sec * 1000000 + o->ru.ru_utime.tv_usec +
                  (int64_t)o->ru.ru_stime.tv_sec * 1000000 + o->ru.ru_stime.tv_usec;
+    }
+    if (cpu_us >= 0 && o->cpu_before >= 0)
+        cpu_us = cpu_us > o->cpu_before ? cpu_us - o->cpu_before : 0;
+    else
+        cpu_us = -1;
+    if (o->reaped) {
         if (WIFSIGNALED(o->status)) {
             state = "signaled";
             sig = WTERMSIG(o->status);
@@ -581,7 +634,8 @@ int main(void) {
     struct request r;
     int64_t oom_before = oom_kills();
     int64_t started = 0;
-    const char *bad = forward_request(&c, &r, &started);
+    struct outcome o = {.cpu_before = -1, .cpu_after = -1};
+    const char *bad = forward_request(&c, &r, &started, &o.cpu_before);
     if (bad != NULL) {
         kill_child(c.pid);
         return fail(bad);
@@ -589,8 +643,9 @@ int main(void) {
     /* From here the child is untrusted: everything it sends is bounded. */
     m.b.limit = m.scan + MAX_REPORT_BYTES + r.outputs_cap + 2 * MAX_MSG_HEADER;
     struct buf out = {.limit = r.stdout_cap}, err = {.limit = r.stderr_cap};
-    struct outcome o = {0};
     supervise(&c, &r, &out, &err, &m, &o, started);
+    if (!o.reaped)
+        o.cpu_after = child_cpu_us(c.pid); /* it lingers: its clock still reads */
     bool oom = oom_kills() > oom_before;
 
     write_frame("stdout", out.data, out.len);

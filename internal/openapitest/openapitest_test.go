@@ -1,12 +1,19 @@
-package docs
+package openapitest
 
 import (
 	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/mux"
+
+	"github.com/pyexec/pyexec/handlers/docs"
 )
 
 // stub answers every request with the documented response of one example.
@@ -247,14 +254,43 @@ func TestContractOtherRoutes(t *testing.T) {
 }
 
 // TestServedDocsMatchContract serves the docs routes and checks their
-// answers against the document, as the lead's test does for the API.
+// answers against the document, as the handlers' contract test does for the
+// API.
 func TestServedDocsMatchContract(t *testing.T) {
 	c := mustValidator(t)
-	srv := newServer(t)
+	r := mux.NewRouter()
+	docs.Register(r)
 	for _, path := range []string{"/openapi.json", "/docs", "/redoc"} {
-		resp, body := get(t, srv, http.MethodGet, path, nil)
-		if err := c.ValidateResponse(httptest.NewRequest(http.MethodGet, path, nil), resp.StatusCode, resp.Header, body); err != nil {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s: status %d", path, rec.Code)
+		}
+		if err := c.ValidateResponse(req, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
 			t.Errorf("%s: %v", path, err)
+		}
+	}
+}
+
+// TestContractNotInBinary: this package and the OpenAPI library it uses are
+// for tests; the service binary links neither.
+func TestContractNotInBinary(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.CommandContext(t.Context(), gobin, "list", "-deps", "github.com/pyexec/pyexec/cmd/pyexec").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 {
+		t.Fatalf("go list -deps found only %d packages:\n%s", len(deps), out)
+	}
+	for _, dep := range deps {
+		if strings.Contains(dep, "kin-openapi") || strings.HasSuffix(dep, "/openapitest") {
+			t.Errorf("the service binary (cmd/pyexec) links %s, a test-only package", dep)
 		}
 	}
 }

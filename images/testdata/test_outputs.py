@@ -1,9 +1,10 @@
-"""Unit tests of outputs.py. Run inside the image (numpy, pandas, matplotlib,
-plotly are there):
+"""Unit tests of the harness's outputs.py, run inside the analytics image
+(numpy, pandas, matplotlib and plotly are there) against the harness the image
+holds (/opt/pyexec). This file is not in the image's build context, so editing
+it changes no image tag: images/outputs_py_test.go (TestContextOutputsPy)
+sends it to a container of the real image on stdin, as
 
-  docker run --rm --read-only --tmpfs /tmp -e MPLCONFIGDIR=/tmp/mpl \
-    -v $PWD/images/context/harness:/h:ro --entrypoint /usr/bin/python3 \
-    pyexec-python:dev /h/test_outputs.py
+  python3 -I -B - -v < images/testdata/test_outputs.py
 
 Tests that need a fresh interpreter (lazy import hooks) run a subprocess.
 """
@@ -17,7 +18,8 @@ import sys
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The harness under test: the image's, unless PYEXEC_HARNESS names another.
+HERE = os.environ.get("PYEXEC_HARNESS", "/opt/pyexec")
 sys.path.insert(0, HERE)
 
 import outputs  # noqa: E402

@@ -1,4 +1,12 @@
-package docs
+// Package openapitest holds the service to its OpenAPI document in tests:
+// Validator checks HTTP requests and responses against the document that
+// package handlers/docs embeds and serves, and Examples lists the documented
+// example requests with the responses they are documented with.
+//
+// It is for tests only (kin-openapi stays out of the service binary): the
+// handlers tests send every example through the real router, runner and
+// engine, and check every answer against the document.
+package openapitest
 
 import (
 	"bytes"
@@ -17,14 +25,16 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/pyexec/pyexec/handlers/docs"
 )
 
-// load parses and validates the embedded document. Each call returns a new
-// document: kin-openapi documents are not meant to be shared while loading,
-// and callers may modify what they get.
-func load() (*openapi3.T, error) {
+// Load parses and validates the document docs serves. Each call returns a
+// new document: kin-openapi documents are not meant to be shared while
+// loading, and callers may modify what they get.
+func Load() (*openapi3.T, error) {
 	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(spec)
+	doc, err := loader.LoadFromData(docs.Spec())
 	if err != nil {
 		return nil, fmt.Errorf("load openapi.json: %w", err)
 	}
@@ -45,9 +55,9 @@ type Contract struct {
 }
 
 // Validator returns a Contract for the embedded document. An error means
-// the document is broken, which the package's tests catch.
+// the document is broken, which the tests of handlers/docs catch.
 func Validator() (*Contract, error) {
-	doc, err := load()
+	doc, err := Load()
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +269,7 @@ var exampleOps = []struct{ method, path string }{
 // POST /validate, sorted by operation then name. A request example is tied
 // to the response example of the same name, whatever its status.
 func Examples() ([]Example, error) {
-	doc, err := load()
+	doc, err := Load()
 	if err != nil {
 		return nil, err
 	}
