@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/jsonmessage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
@@ -40,12 +38,12 @@ type gatedEngine struct {
 
 	mu    sync.Mutex // guards gate, fail and at
 	gate  chan struct{}
-	fail  func(o build.ImageBuildOptions) error
+	fail  func(o client.ImageBuildOptions) error
 	at    []time.Time // when each build was asked for
 	specs []string    // the packages label of each build
 }
 
-func (e *gatedEngine) ImageBuild(ctx context.Context, r io.Reader, o build.ImageBuildOptions) (build.ImageBuildResponse, error) {
+func (e *gatedEngine) ImageBuild(ctx context.Context, r io.Reader, o client.ImageBuildOptions) (client.ImageBuildResult, error) {
 	e.builds.Add(1)
 	e.mu.Lock()
 	gate, fail := e.gate, e.fail
@@ -56,12 +54,12 @@ func (e *gatedEngine) ImageBuild(ctx context.Context, r io.Reader, o build.Image
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return build.ImageBuildResponse{}, ctx.Err()
+			return client.ImageBuildResult{}, ctx.Err()
 		}
 	}
 	if fail != nil {
 		if err := fail(o); err != nil {
-			return build.ImageBuildResponse{}, err
+			return client.ImageBuildResult{}, err
 		}
 	}
 	return e.Client.ImageBuild(ctx, r, o)
@@ -84,7 +82,7 @@ func (e *gatedEngine) hold() (release func()) {
 	}
 }
 
-func (e *gatedEngine) setFail(f func(build.ImageBuildOptions) error) {
+func (e *gatedEngine) setFail(f func(client.ImageBuildOptions) error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.fail = f
@@ -176,7 +174,7 @@ func newHealEnv(t *testing.T, opts images.HealOptions) *healEnv {
 			if tag == base || tag == healRepo+":latest" {
 				continue // left for the next test: the base build then is a no-op
 			}
-			if _, err := cli.ImageRemove(cctx, tag, image.RemoveOptions{}); err != nil && !strings.Contains(err.Error(), "No such image") {
+			if _, err := cli.ImageRemove(cctx, tag, client.ImageRemoveOptions{}); err != nil && !strings.Contains(err.Error(), "No such image") {
 				t.Logf("remove %s: %v", tag, err)
 			}
 		}
@@ -194,7 +192,7 @@ func (e *healEnv) restore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := e.cli.ImageInspect(ctx, e.base); err != nil {
-		if err := e.cli.ImageTag(ctx, e.baseID, e.base); err != nil {
+		if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: e.baseID, Target: e.base}); err != nil {
 			t.Errorf("restore %s: %v", e.base, err)
 		}
 	}
@@ -207,7 +205,7 @@ func (e *healEnv) untag(t *testing.T, tag string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := e.cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true}); err != nil {
+	if _, err := e.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true}); err != nil {
 		t.Fatalf("remove %s: %v", tag, err)
 	}
 	if _, err := e.b.Inspect(ctx, tag); !errors.Is(err, images.ErrNoImage) {
@@ -312,7 +310,7 @@ func TestHealBacksOffAfterFailedBuilds(t *testing.T) {
 	e := newHealEnv(t, images.HealOptions{Build: true, MinBackoff: minBackoff, MaxBackoff: 10 * time.Second})
 	builds := e.eng.builds.Load() // the set-up's
 	var fails atomic.Int64
-	e.eng.setFail(func(build.ImageBuildOptions) error {
+	e.eng.setFail(func(client.ImageBuildOptions) error {
 		if fails.Add(1) <= 2 {
 			return errors.New("injected build failure")
 		}
@@ -378,7 +376,7 @@ func TestHealWaitsWithoutBuildImage(t *testing.T) {
 	// An operator (or another replica) restores the image.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.cli.ImageTag(ctx, e.baseID, e.base); err != nil {
+	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: e.baseID, Target: e.base}); err != nil {
 		t.Fatal(err)
 	}
 	dockertest.WaitFor(t, "the healer to see it", 10*time.Second, func() bool { return !e.h.Status().Healing })
@@ -414,7 +412,7 @@ func TestHealRebuildsAdminImageWithPackages(t *testing.T) {
 		t.Fatal(err)
 	}
 	keep := healRepo + ":keep-" + res.Hash[:12]
-	if err := e.cli.ImageTag(ctx, info.ID, keep); err != nil {
+	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: info.ID, Target: keep}); err != nil {
 		t.Fatal(err)
 	}
 	e.created = append(e.created, keep)
@@ -514,7 +512,7 @@ func labelImage(t *testing.T, cli *client.Client, from, tag string, labels map[s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Labels: labels, Remove: true})
+	resp, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Labels: labels, Remove: true})
 	if err != nil {
 		t.Fatal(err)
 	}

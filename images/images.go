@@ -18,10 +18,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 )
 
@@ -45,9 +43,9 @@ var ErrNoBase = errors.New("base image " + BaseImage + " missing and not pullabl
 
 // Engine is the part of the Docker client the builder uses.
 type Engine interface {
-	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
-	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
-	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
+	ImageBuild(ctx context.Context, buildContext io.Reader, options client.ImageBuildOptions) (client.ImageBuildResult, error)
+	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	ImagePull(ctx context.Context, ref string, options client.ImagePullOptions) (client.ImagePullResponse, error)
 }
 
 // Builder builds and finds the analytics image.
@@ -131,7 +129,7 @@ func (b *Builder) build(ctx context.Context) (string, error) {
 	}
 	start := time.Now()
 	b.log.WithField("image", b.Tag()).Info("building analytics image")
-	resp, err := b.cli.ImageBuild(ctx, bytes.NewReader(tarball), build.ImageBuildOptions{
+	resp, err := b.cli.ImageBuild(ctx, bytes.NewReader(tarball), client.ImageBuildOptions{
 		Tags:        []string{b.Tag(), b.repo + ":latest"},
 		Remove:      true,
 		ForceRemove: true,
@@ -158,7 +156,7 @@ func (b *Builder) build(ctx context.Context) (string, error) {
 func (b *Builder) drain(body io.Reader) error {
 	dec := json.NewDecoder(body)
 	for {
-		var msg jsonmessage.JSONMessage
+		var msg jsonstream.Message
 		if err := dec.Decode(&msg); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -178,14 +176,14 @@ func (b *Builder) ensureBase(ctx context.Context) error {
 	if _, err := b.cli.ImageInspect(ctx, BaseImage); err == nil {
 		return nil
 	}
-	rc, err := b.cli.ImagePull(ctx, BaseImage, image.PullOptions{})
+	rc, err := b.cli.ImagePull(ctx, BaseImage, client.ImagePullOptions{})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoBase, err)
 	}
 	defer rc.Close()
 	dec := json.NewDecoder(rc)
 	for {
-		var msg jsonmessage.JSONMessage
+		var msg jsonstream.Message
 		if err := dec.Decode(&msg); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil

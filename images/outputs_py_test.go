@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
 	"github.com/pyexec/pyexec/runner"
@@ -42,7 +43,7 @@ func TestContextOutputsPy(t *testing.T) {
 	defer cancel()
 
 	pids := int64(256)
-	resp, err := cli.ContainerCreate(ctx, &container.Config{
+	resp, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{
 		Image:           image,
 		User:            "10001:10001", // runner/shared_test.go pins the image's user
 		WorkingDir:      "/tmp",
@@ -55,7 +56,7 @@ func TestContextOutputsPy(t *testing.T) {
 		OpenStdin:       true,
 		StdinOnce:       true,
 		Labels:          map[string]string{runner.LabelManaged: "1", runner.LabelOwner: owner},
-	}, &container.HostConfig{
+	}, HostConfig: &container.HostConfig{
 		NetworkMode:    "none",
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},
@@ -69,23 +70,23 @@ func TestContextOutputsPy(t *testing.T) {
 			NanoCPUs:   1e9,
 			PidsLimit:  &pids,
 		},
-	}, nil, nil, "")
+	}})
 	if err != nil {
 		t.Fatalf("create container: %v", err)
 	}
 	defer func() {
 		rmCtx, rmCancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer rmCancel()
-		if err := cli.ContainerRemove(rmCtx, resp.ID, container.RemoveOptions{Force: true}); err != nil {
+		if _, err := cli.ContainerRemove(rmCtx, resp.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 			t.Errorf("remove container: %v", err)
 		}
 	}()
-	hj, err := cli.ContainerAttach(ctx, resp.ID, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	hj, err := cli.ContainerAttach(ctx, resp.ID, client.ContainerAttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
 	defer hj.Close()
-	if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+	if _, err := cli.ContainerStart(ctx, resp.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	if _, err := hj.Conn.Write(script); err != nil {
@@ -100,12 +101,12 @@ func TestContextOutputsPy(t *testing.T) {
 		_, err := stdcopy.StdCopy(&stdout, &stderr, hj.Reader)
 		copied <- err
 	}()
-	waitC, errC := cli.ContainerWait(ctx, resp.ID, container.WaitConditionNotRunning)
+	wait := cli.ContainerWait(ctx, resp.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	var code int64
 	select {
-	case w := <-waitC:
+	case w := <-wait.Result:
 		code = w.StatusCode
-	case err := <-errC:
+	case err := <-wait.Error:
 		t.Fatalf("wait: %v", err)
 	}
 	select {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 )
 
@@ -190,7 +190,7 @@ func (b *Builder) buildExtras(ctx context.Context, s Spec, hash string) (string,
 	start := time.Now()
 	log := b.log.WithFields(logrus.Fields{"image": tag, "packages": strings.Join(s.Packages, " ")})
 	log.Info("building analytics image with extra packages")
-	resp, err := b.cli.ImageBuild(ctx, bytes.NewReader(tarball), build.ImageBuildOptions{
+	resp, err := b.cli.ImageBuild(ctx, bytes.NewReader(tarball), client.ImageBuildOptions{
 		Tags:        []string{tag},
 		Remove:      true,
 		ForceRemove: true,

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -75,10 +74,10 @@ type blockingEngine struct {
 	builds  atomic.Int64
 	release chan struct{}
 	mu      sync.Mutex
-	opts    []build.ImageBuildOptions
+	opts    []client.ImageBuildOptions
 }
 
-func (e *blockingEngine) ImageBuild(ctx context.Context, _ io.Reader, o build.ImageBuildOptions) (build.ImageBuildResponse, error) {
+func (e *blockingEngine) ImageBuild(ctx context.Context, _ io.Reader, o client.ImageBuildOptions) (client.ImageBuildResult, error) {
 	e.builds.Add(1)
 	e.mu.Lock()
 	e.opts = append(e.opts, o)
@@ -86,22 +85,22 @@ func (e *blockingEngine) ImageBuild(ctx context.Context, _ io.Reader, o build.Im
 	select {
 	case <-e.release:
 	case <-ctx.Done():
-		return build.ImageBuildResponse{}, ctx.Err()
+		return client.ImageBuildResult{}, ctx.Err()
 	}
-	return build.ImageBuildResponse{Body: io.NopCloser(strings.NewReader(`{"stream":"Step 1/4 : FROM x"}` + "\n"))}, nil
+	return client.ImageBuildResult{Body: io.NopCloser(strings.NewReader(`{"stream":"Step 1/4 : FROM x"}` + "\n"))}, nil
 }
 
-func (e *blockingEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
-	return image.InspectResponse{
+func (e *blockingEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+	return client.ImageInspectResult{InspectResponse: image.InspectResponse{
 		ID:      "sha256:" + ref,
 		Created: "2026-11-27T15:04:05.123Z",
 		Config: &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{Labels: map[string]string{
 			LabelContextHash: "ctx", LabelBuildHash: "build", LabelPackages: "python3-sympy",
 		}}},
-	}, nil
+	}}, nil
 }
 
-func (e *blockingEngine) ImagePull(context.Context, string, image.PullOptions) (io.ReadCloser, error) {
+func (e *blockingEngine) ImagePull(context.Context, string, client.ImagePullOptions) (client.ImagePullResponse, error) {
 	return nil, errors.New("no pulls")
 }
 

@@ -9,7 +9,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 )
 
 // Errors callers branch on: the service could not run the code. Every

@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
 )
@@ -23,12 +21,12 @@ import (
 // a ping of a socket nobody listens on.
 func connectionFailed(t *testing.T) error {
 	t.Helper()
-	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+t.TempDir()+"/none.sock"), client.WithVersion("1.41"))
+	cli, err := client.New(client.WithHost("unix://"+t.TempDir()+"/none.sock"), client.WithAPIVersion("1.41"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	_, err = cli.Ping(t.Context())
+	_, err = cli.Ping(t.Context(), client.PingOptions{})
 	if !client.IsErrConnectionFailed(err) {
 		t.Fatalf("ping of a dead socket: %v, want a connection error", err)
 	}
@@ -126,15 +124,14 @@ func execContainer(t *testing.T, cli *client.Client, r *Runner) string {
 	t.Helper()
 	var id string
 	dockertest.WaitFor(t, "the execution's container", 30*time.Second, func() bool {
-		list, err := cli.ContainerList(t.Context(), container.ListOptions{Filters: filters.NewArgs(
-			filters.Arg("label", LabelOwner+"="+r.opts.Owner),
-			filters.Arg("label", LabelRole+"="+roleExec),
-			filters.Arg("status", "running"),
-		)})
-		if err != nil || len(list) == 0 {
+		list, err := cli.ContainerList(t.Context(), client.ContainerListOptions{Filters: make(client.Filters).
+			Add("label", LabelOwner+"="+r.opts.Owner, LabelRole+"="+roleExec).
+			Add("status", "running"),
+		})
+		if err != nil || len(list.Items) == 0 {
 			return false
 		}
-		id = list[0].ID
+		id = list.Items[0].ID
 		return true
 	})
 	return id
@@ -175,7 +172,7 @@ func TestSandboxVanished(t *testing.T) {
 	}()
 	id := execContainer(t, cli, r)
 	time.Sleep(300 * time.Millisecond) // the code is running
-	if err := cli.ContainerRemove(t.Context(), id, container.RemoveOptions{Force: true}); err != nil {
+	if _, err := cli.ContainerRemove(t.Context(), id, client.ContainerRemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/pyexec/pyexec/internal/dockertest"
 	"github.com/pyexec/pyexec/runner"
 )
@@ -105,7 +107,7 @@ func TestPoolReplacesKilledContainer(t *testing.T) {
 	for id := range containerIDs(t, e) {
 		victim = id
 	}
-	if err := e.cli.ContainerKill(t.Context(), victim, "SIGKILL"); err != nil {
+	if _, err := e.cli.ContainerKill(t.Context(), victim, client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		t.Fatal(err)
 	}
 	dockertest.WaitFor(t, "dead container to be retired and replaced", 60*time.Second, func() bool {

@@ -33,8 +33,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/internal/logctx"
@@ -176,16 +176,16 @@ func (c *reconciler) run(ctx context.Context) {
 // ones; it returns how many it removed.
 func (c *reconciler) once(ctx context.Context) (removed int, err error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opTimeout)
-	list, err := c.cli.ContainerList(lctx, container.ListOptions{
+	list, err := c.cli.ContainerList(lctx, client.ContainerListOptions{
 		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=1")),
+		Filters: make(client.Filters).Add("label", LabelManaged+"=1"),
 	})
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("list containers: %w", err)
 	}
 	now := time.Now()
-	for _, ct := range list {
+	for _, ct := range list.Items {
 		if ctx.Err() != nil {
 			return removed, ctx.Err()
 		}
@@ -214,7 +214,7 @@ func (c *reconciler) once(ctx context.Context) (removed int, err error) {
 func (c *reconciler) gone(ctx context.Context, id string) bool {
 	ictx, cancel := context.WithTimeout(ctx, c.opTimeout)
 	defer cancel()
-	_, err := c.cli.ContainerInspect(ictx, id)
+	_, err := c.cli.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
 	return errdefs.IsNotFound(err)
 }
 

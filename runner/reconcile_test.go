@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
@@ -82,7 +82,7 @@ func TestReconcilerJudge(t *testing.T) {
 		id      string
 		labels  map[string]string
 		created int64
-		state   string
+		state   container.ContainerState
 		want    string
 	}{
 		{"mine untracked past grace", "d", labels("me", "boot1", future), old, "created", reasonDangling},
@@ -141,7 +141,9 @@ func createLeftover(t *testing.T, cli *client.Client, r *Runner, role, expires s
 	default:
 		sp.config.Labels[LabelExpires] = expires
 	}
-	resp, err := cli.ContainerCreate(t.Context(), sp.config, sp.host, sp.network, nil, "")
+	resp, err := cli.ContainerCreate(t.Context(), client.ContainerCreateOptions{
+		Config: sp.config, HostConfig: sp.host, NetworkingConfig: sp.network,
+	})
 	if err != nil {
 		t.Fatalf("create container: %v", err)
 	}
@@ -150,7 +152,7 @@ func createLeftover(t *testing.T, cli *client.Client, r *Runner, role, expires s
 
 func exists(t *testing.T, cli *client.Client, id string) bool {
 	t.Helper()
-	_, err := cli.ContainerInspect(t.Context(), id)
+	_, err := cli.ContainerInspect(t.Context(), id, client.ContainerInspectOptions{})
 	if err != nil && !errdefs.IsNotFound(err) {
 		t.Fatalf("inspect %s: %v", shortID(id), err)
 	}
@@ -162,7 +164,7 @@ func removeNow(t *testing.T, cli *client.Client, ids ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, id := range ids {
-		if err := cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if _, err := cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 			t.Errorf("remove %s: %v", shortID(id), err)
 		}
 	}

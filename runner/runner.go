@@ -13,14 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/api/types/system"
-	"github.com/docker/docker/client"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/internal/logctx"
@@ -28,17 +21,18 @@ import (
 )
 
 // Engine is the part of the Docker client the runner uses; *client.Client
-// implements it. Tests use fakes only for rare engine failures.
+// (github.com/moby/moby/client) implements it. Tests use fakes only for
+// rare engine failures.
 type Engine interface {
-	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
-	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
-	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
-	ContainerKill(ctx context.Context, container, signal string) error
-	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
-	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
-	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
-	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
-	Info(ctx context.Context) (system.Info, error)
+	ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error)
+	ContainerAttach(ctx context.Context, container string, options client.ContainerAttachOptions) (client.ContainerAttachResult, error)
+	ContainerStart(ctx context.Context, container string, options client.ContainerStartOptions) (client.ContainerStartResult, error)
+	ContainerKill(ctx context.Context, container string, options client.ContainerKillOptions) (client.ContainerKillResult, error)
+	ContainerRemove(ctx context.Context, container string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	ContainerInspect(ctx context.Context, container string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error)
 	// Dialer opens a new connection to the engine: a liveness check that a
 	// kept-alive connection to a stopping engine cannot fake.
 	Dialer() func(context.Context) (net.Conn, error)
@@ -383,7 +377,7 @@ const exitGrace = time.Second
 // the reconciler.
 func (r *Runner) remove(ctx context.Context, id string) {
 	start := time.Now()
-	err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	_, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	r.owned.remove(id)
 	if err != nil && !errdefs.IsNotFound(err) {
 		r.metrics.removeFailures.Add(1)
@@ -401,7 +395,7 @@ func (r *Runner) remove(ctx context.Context, id string) {
 func (r *Runner) kill(ctx context.Context, sb *sandbox) error {
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
-	err := r.cli.ContainerKill(cctx, sb.id, "SIGKILL")
+	_, err := r.cli.ContainerKill(cctx, sb.id, client.ContainerKillOptions{Signal: "SIGKILL"})
 	if err == nil || errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
 		return nil
 	}
@@ -430,18 +424,18 @@ func (r *Runner) noImage(image string) {
 // Reap removes containers of this owner left by an earlier run of the
 // service (another instance ID). Called once at start.
 func (r *Runner) Reap(ctx context.Context) (int, error) {
-	list, err := r.cli.ContainerList(ctx, container.ListOptions{
+	list, err := r.cli.ContainerList(ctx, client.ContainerListOptions{
 		All: true,
-		Filters: filters.NewArgs(
-			filters.Arg("label", LabelManaged+"=1"),
-			filters.Arg("label", LabelOwner+"="+r.opts.Owner),
+		Filters: make(client.Filters).Add("label",
+			LabelManaged+"=1",
+			LabelOwner+"="+r.opts.Owner,
 		),
 	})
 	if err != nil {
 		return 0, classify(opList, err)
 	}
 	n := 0
-	for _, c := range list {
+	for _, c := range list.Items {
 		if c.Labels[LabelInstance] == r.instance {
 			continue
 		}
@@ -486,19 +480,19 @@ func (r *Runner) Close(ctx context.Context) error {
 
 // sweep removes every container of this instance that is still there.
 func (r *Runner) sweep(ctx context.Context) {
-	list, err := r.cli.ContainerList(ctx, container.ListOptions{
+	list, err := r.cli.ContainerList(ctx, client.ContainerListOptions{
 		All: true,
-		Filters: filters.NewArgs(
-			filters.Arg("label", LabelManaged+"=1"),
-			filters.Arg("label", LabelOwner+"="+r.opts.Owner),
-			filters.Arg("label", LabelInstance+"="+r.instance),
+		Filters: make(client.Filters).Add("label",
+			LabelManaged+"=1",
+			LabelOwner+"="+r.opts.Owner,
+			LabelInstance+"="+r.instance,
 		),
 	})
 	if err != nil {
 		logctx.From(ctx).WithError(classify(opList, err)).Warn("list containers left at close")
 		return
 	}
-	for _, c := range list {
+	for _, c := range list.Items {
 		logctx.From(ctx).WithField(logContainerID, shortID(c.ID)).Warn("removing container left at close")
 		r.remove(ctx, c.ID)
 	}
@@ -514,7 +508,7 @@ func (r *Runner) Wait() {
 
 // Ping checks that the engine answers and the image is present.
 func (r *Runner) Ping(ctx context.Context) error {
-	if _, err := r.cli.Info(ctx); err != nil {
+	if _, err := r.cli.Info(ctx, client.InfoOptions{}); err != nil {
 		return fmt.Errorf("%w: %w", ErrEngineDown, err)
 	}
 	image := r.Image()

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 	"go.uber.org/goleak"
 
 	"github.com/pyexec/pyexec/internal/dockertest"

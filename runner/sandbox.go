@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/internal/logctx"
@@ -41,7 +41,7 @@ type sandbox struct {
 	// created is when the container was created.
 	created time.Time
 
-	conn   types.HijackedResponse
+	conn   client.HijackedResponse
 	frames chan frameOrErr
 	stderr *cappedBuffer
 
@@ -109,7 +109,9 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 	start := time.Now()
 	sp := r.sandboxSpec(role, preload, entrypoint)
 	sp.config.Image = r.Image() // Options.Image, or what SetImage switched to
-	resp, err := r.cli.ContainerCreate(ctx, sp.config, sp.host, sp.network, nil, "")
+	resp, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: sp.config, HostConfig: sp.host, NetworkingConfig: sp.network,
+	})
 	if resp.ID != "" {
 		r.owned.add(resp.ID)
 	}
@@ -131,19 +133,19 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 	}()
 
 	// Attach before start so no frame is missed.
-	hj, err := r.cli.ContainerAttach(ctx, sb.id, container.AttachOptions{
+	hj, err := r.cli.ContainerAttach(ctx, sb.id, client.ContainerAttachOptions{
 		Stream: true, Stdin: true, Stdout: true, Stderr: true,
 	})
 	if err != nil {
 		close(sb.done)
 		return sb, r.explain(ctx, sb, opAttach, err)
 	}
-	sb.conn = hj
+	sb.conn = hj.HijackedResponse
 	sb.frames = make(chan frameOrErr, 4)
 	sb.stderr = &cappedBuffer{max: maxStderrBytes}
 	r.readFrames(sb)
 
-	if err := r.cli.ContainerStart(ctx, sb.id, container.StartOptions{}); err != nil {
+	if _, err := r.cli.ContainerStart(ctx, sb.id, client.ContainerStartOptions{}); err != nil {
 		return sb, r.explain(ctx, sb, opStart, err)
 	}
 	log.WithField(logDurationMS, ms(time.Since(start))).Debug("container started")
@@ -321,7 +323,7 @@ func (r *Runner) explain(ctx context.Context, sb *sandbox, op string, err error)
 	}
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
-	if _, ierr := r.cli.ContainerInspect(cctx, sb.id); ierr != nil {
+	if _, ierr := r.cli.ContainerInspect(cctx, sb.id, client.ContainerInspectOptions{}); ierr != nil {
 		if ierr = classify(opInspect, ierr); classified(ierr) {
 			return fmt.Errorf("%w (after %w)", ierr, err)
 		}
@@ -346,11 +348,11 @@ func (r *Runner) streamEnded(ctx context.Context, sb *sandbox, streamErr error) 
 	// Give the engine a moment to record the exit.
 	var state *container.State
 	for i := 0; i < 20; i++ {
-		info, err := r.cli.ContainerInspect(cctx, sb.id)
+		info, err := r.cli.ContainerInspect(cctx, sb.id, client.ContainerInspectOptions{})
 		if err != nil {
 			return nil, classify(opInspect, err)
 		}
-		state = info.State
+		state = info.Container.State
 		if state == nil || !state.Running {
 			break
 		}

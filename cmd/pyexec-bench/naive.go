@@ -10,11 +10,10 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/runner/seccomp"
 )
@@ -128,7 +127,9 @@ func (n *naive) run(ctx context.Context, code, role string, check func(stdout st
 	// Ctrl-C) the engine may still have made the container, and only the
 	// name finds it then.
 	name := fmt.Sprintf("%s-%d", n.owner, n.seq.Add(1))
-	created, err := n.cli.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, name)
+	created, err := n.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: host, NetworkingConfig: &network.NetworkingConfig{}, Name: name,
+	})
 	if err != nil {
 		_ = n.remove(ctx, name)
 		return fail("create", err)
@@ -142,18 +143,18 @@ func (n *naive) run(ctx context.Context, code, role string, check func(stdout st
 	// Wait is registered before start so the exit cannot be missed.
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	waitC, errC := n.cli.ContainerWait(wctx, created.ID, container.WaitConditionNextExit)
-	if err := n.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+	wait := n.cli.ContainerWait(wctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := n.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return fail("start", err)
 	}
 	var exit int64
 	select {
-	case w := <-waitC:
+	case w := <-wait.Result:
 		if w.Error != nil {
 			return fail("wait", errors.New(w.Error.Message))
 		}
 		exit = w.StatusCode
-	case err := <-errC:
+	case err := <-wait.Error:
 		return fail("wait", err)
 	case <-ctx.Done():
 		return fail("wait", ctx.Err())
@@ -176,7 +177,7 @@ func (n *naive) run(ctx context.Context, code, role string, check func(stdout st
 
 // logs reads a stopped container's stdout and stderr, each capped.
 func (n *naive) logs(ctx context.Context, id string) (string, string, error) {
-	rc, err := n.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	rc, err := n.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
 		return "", "", err
 	}
@@ -191,7 +192,7 @@ func (n *naive) logs(ctx context.Context, id string) (string, string, error) {
 func (n *naive) remove(ctx context.Context, id string) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cleanupTimeout)
 	defer cancel()
-	err := n.cli.ContainerRemove(cctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	_, err := n.cli.ContainerRemove(cctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %.12s: %w", id, err)
 	}
@@ -202,10 +203,11 @@ func (n *naive) remove(ctx context.Context, id string) error {
 func listOwned(ctx context.Context, cli *client.Client, owner string) ([]container.Summary, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return cli.ContainerList(ctx, container.ListOptions{
+	list, err := cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", labelOwner+"="+owner)),
+		Filters: make(client.Filters).Add("label", labelOwner+"="+owner),
 	})
+	return list.Items, err
 }
 
 // limitedWriter keeps the first n bytes and drops the rest.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/runner"
 )
@@ -167,7 +167,7 @@ func run(ctx context.Context, o *options) int {
 	}
 
 	// 2. The engine, through our own client.
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv) // negotiates the API version
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pyexec-bench: docker client: %v\n", err)
 		return exitSetup
@@ -175,9 +175,11 @@ func run(ctx context.Context, o *options) int {
 	defer cli.Close()
 	{
 		ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		// Negotiate once, before any concurrent use: lazy negotiation races.
-		cli.NegotiateAPIVersion(ectx)
-		rep.Engine, err = describeEngine(ectx, cli)
+		// Negotiate once, up front, so that a failure shows here.
+		_, err = cli.Ping(ectx, client.PingOptions{NegotiateAPIVersion: true})
+		if err == nil {
+			rep.Engine, err = describeEngine(ectx, cli)
+		}
 		cancel()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "pyexec-bench: docker engine: %v\n", err)
@@ -398,17 +400,16 @@ func measureLifecycle(ctx context.Context, o *options, nv *naive, conc int) *pha
 
 // describeEngine reads the engine's version and host facts.
 func describeEngine(ctx context.Context, cli *client.Client) (engineInfo, error) {
-	v, err := cli.ServerVersion(ctx)
+	v, err := cli.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
 		return engineInfo{}, err
 	}
-	e := engineInfo{Version: v.Version, APIVersion: v.APIVersion, ClientAPIVersion: cli.ClientVersion(), KernelVersion: v.KernelVersion}
-	if info, err := cli.Info(ctx); err == nil {
+	e := engineInfo{Version: v.Version, APIVersion: v.APIVersion, ClientAPIVersion: cli.ClientVersion()}
+	if res, err := cli.Info(ctx, client.InfoOptions{}); err == nil {
+		info := res.Info
 		e.OperatingSystem, e.CPUs, e.MemTotalBytes = info.OperatingSystem, info.NCPU, info.MemTotal
 		e.StorageDriver, e.CgroupDriver, e.CgroupVersion = info.Driver, info.CgroupDriver, info.CgroupVersion
-		if e.KernelVersion == "" {
-			e.KernelVersion = info.KernelVersion
-		}
+		e.KernelVersion = info.KernelVersion
 	}
 	return e, nil
 }

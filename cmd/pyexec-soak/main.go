@@ -32,9 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/internal/enginectl"
 	"github.com/pyexec/pyexec/internal/loadgen"
@@ -167,7 +165,7 @@ func soak(ctx context.Context, o options) (*report, error) {
 	if !enginectl.Answers(5 * time.Second) {
 		return nil, errors.New("the engine does not answer (make engine)")
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv) // negotiates the API version
 	if err != nil {
 		return nil, err
 	}
@@ -351,14 +349,14 @@ func soak(ctx context.Context, o options) (*report, error) {
 	}
 	lctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel2()
-	left, err := cli.ContainerList(lctx2, container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", "io.pyexec.managed=1"), filters.Arg("label", "io.pyexec.owner="+owner))})
+	left, err := cli.ContainerList(lctx2, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "io.pyexec.managed=1", "io.pyexec.owner="+owner)})
 	if err != nil {
 		rep.Problems = append(rep.Problems, "list containers: "+err.Error())
 	}
-	rep.ContainersLeft = len(left)
-	for _, c := range left {
-		_ = cli.ContainerRemove(lctx2, c.ID, container.RemoveOptions{Force: true})
+	rep.ContainersLeft = len(left.Items)
+	for _, c := range left.Items {
+		_, _ = cli.ContainerRemove(lctx2, c.ID, client.ContainerRemoveOptions{Force: true})
 	}
 	if rep.Failures > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d answers outside the contract", rep.Failures))

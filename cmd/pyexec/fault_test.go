@@ -17,8 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
 	"github.com/pyexec/pyexec/internal/loadgen"
@@ -301,15 +300,15 @@ func TestFaultImageRemovedUnderLoad(t *testing.T) {
 func removeRepo(t *testing.T, cli *client.Client, repo string) int {
 	t.Helper()
 	ctx := context.Background()
-	list, err := cli.ImageList(ctx, image.ListOptions{})
+	list, err := cli.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
 		t.Fatalf("list images: %v", err)
 	}
 	n := 0
-	for _, img := range list {
+	for _, img := range list.Items {
 		for _, tag := range img.RepoTags {
 			if strings.HasPrefix(tag, repo+":") {
-				if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true}); err != nil {
+				if _, err := cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true}); err != nil {
 					t.Errorf("remove %s: %v", tag, err)
 					continue
 				}

@@ -15,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/handlers"
@@ -46,7 +44,7 @@ type gatedEngine struct {
 	failExtra bool
 }
 
-func (e *gatedEngine) ImageBuild(ctx context.Context, r io.Reader, o build.ImageBuildOptions) (build.ImageBuildResponse, error) {
+func (e *gatedEngine) ImageBuild(ctx context.Context, r io.Reader, o client.ImageBuildOptions) (client.ImageBuildResult, error) {
 	e.builds.Add(1)
 	e.mu.Lock()
 	gate, fail := e.gate, e.failExtra && o.Labels[images.LabelPackages] != ""
@@ -55,11 +53,11 @@ func (e *gatedEngine) ImageBuild(ctx context.Context, r io.Reader, o build.Image
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return build.ImageBuildResponse{}, ctx.Err()
+			return client.ImageBuildResult{}, ctx.Err()
 		}
 	}
 	if fail {
-		return build.ImageBuildResponse{}, errors.New("injected failure of a build with packages")
+		return client.ImageBuildResult{}, errors.New("injected failure of a build with packages")
 	}
 	return e.Client.ImageBuild(ctx, r, o)
 }
@@ -134,7 +132,7 @@ func newHealService(t *testing.T, env map[string]string) *healService {
 		}
 		dockertest.AssertNoContainers(t, cli, owner)
 		for _, tag := range s.created {
-			if _, err := cli.ImageRemove(cctx, tag, image.RemoveOptions{}); err != nil && !strings.Contains(err.Error(), "No such image") {
+			if _, err := cli.ImageRemove(cctx, tag, client.ImageRemoveOptions{}); err != nil && !strings.Contains(err.Error(), "No such image") {
 				t.Logf("remove %s: %v", tag, err)
 			}
 		}
@@ -197,7 +195,7 @@ func (s *healService) untag(t *testing.T, tag string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := s.cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true}); err != nil {
+	if _, err := s.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true}); err != nil {
 		t.Fatalf("remove %s: %v", tag, err)
 	}
 }
@@ -364,7 +362,9 @@ func TestHealServiceWaitsWithoutBuildImage(t *testing.T) {
 		t.Fatalf("before the removal: %d %s", a.status, a.body)
 	}
 	s.untag(t, base)
-	t.Cleanup(func() { _ = cli.ImageTag(context.Background(), info.ID, base) })
+	t.Cleanup(func() {
+		_, _ = cli.ImageTag(context.Background(), client.ImageTagOptions{Source: info.ID, Target: base})
+	})
 	if a := s.execute(t); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, `"image_unavailable"`) || a.header.Get("Retry-After") == "" {
 		t.Errorf("with the image gone: %d %s", a.status, a.body)
 	}
@@ -380,7 +380,7 @@ func TestHealServiceWaitsWithoutBuildImage(t *testing.T) {
 		t.Errorf("%d builds with BUILD_IMAGE=false", n)
 	}
 
-	if err := cli.ImageTag(ctx, info.ID, base); err != nil {
+	if _, err := cli.ImageTag(ctx, client.ImageTagOptions{Source: info.ID, Target: base}); err != nil {
 		t.Fatal(err)
 	}
 	dockertest.WaitFor(t, "a success after the restore", time.Minute, func() bool { return succeeded(s.execute(t)) })

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
@@ -59,14 +59,20 @@ func main() {
 
 func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) error {
 	ctx = logctx.With(ctx, logrus.NewEntry(log))
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	// FromEnv honours DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and
+	// DOCKER_API_VERSION; without the last, the client negotiates the API
+	// version (the default of github.com/moby/moby/client).
+	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer cli.Close()
-	// Negotiate once up front: lazy negotiation races under concurrent first use.
+	// Negotiate once up front. If the engine does not answer yet, the
+	// client negotiates on its first request instead.
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	cli.NegotiateAPIVersion(pctx)
+	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		log.WithError(err).Warn("docker engine: API version not negotiated at start")
+	}
 	cancel()
 
 	builder := images.New(cli, cfg.ImageRepository, log.WithField("component", "images"))
@@ -227,7 +233,7 @@ func (s *service) start(ctx context.Context) {
 // triggers the healer.
 func (s *service) health(ctx context.Context) handlers.Health {
 	var h handlers.Health
-	if v, err := s.cli.ServerVersion(ctx); err != nil {
+	if v, err := s.cli.ServerVersion(ctx, client.ServerVersionOptions{}); err != nil {
 		h.Engine.Error = err.Error()
 	} else {
 		h.Engine = handlers.EngineHealth{Reachable: true, Version: v.Version, APIVersion: s.cli.ClientVersion()}

@@ -18,9 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/images"
 )
@@ -58,14 +57,20 @@ func require(t testing.TB, exclusive bool) *client.Client {
 		t.Skip("engine test skipped under -short")
 	}
 	lockEngine(t, exclusive)
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	// The client negotiates the API version by default; negotiate now, with
+	// the ping, so that a failed negotiation fails here.
+	cli, err := client.New(client.FromEnv)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err = cli.Ping(ctx)
-		// Negotiate now: the client's lazy negotiation races under concurrent
-		// first use (the version field is written without a lock).
-		cli.NegotiateAPIVersion(ctx)
+		var ping client.PingResult
+		ping, err = cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+		if err != nil && ping.APIVersion != "" {
+			// The engine answered, with an API version this client
+			// refuses: a client bump dropped it. Never skip that.
+			t.Fatalf("docker engine API %s not usable by github.com/moby/moby/client (API %s to %s): %v",
+				ping.APIVersion, client.MinAPIVersion, client.MaxAPIVersion, err)
+		}
 	}
 	if err != nil {
 		if required {
@@ -108,17 +113,14 @@ func Containers(t testing.TB, cli *client.Client, owner string) []container.Summ
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	list, err := cli.ContainerList(ctx, container.ListOptions{
-		All: true,
-		Filters: filters.NewArgs(
-			filters.Arg("label", labelManaged+"=1"),
-			filters.Arg("label", labelOwner+"="+owner),
-		),
+	list, err := cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", labelManaged+"=1", labelOwner+"="+owner),
 	})
 	if err != nil {
 		t.Fatalf("list containers: %v", err)
 	}
-	return list
+	return list.Items
 }
 
 // AssertNoContainers fails the test if any container of owner remains.
@@ -127,14 +129,14 @@ func AssertNoContainers(t testing.TB, cli *client.Client, owner string) {
 	if left := Containers(t, cli, owner); len(left) > 0 {
 		ids := make([]string, 0, len(left))
 		for _, c := range left {
-			ids = append(ids, c.ID[:12]+"("+c.State+")")
+			ids = append(ids, c.ID[:12]+"("+string(c.State)+")")
 		}
 		t.Errorf("%d container(s) of %s left behind: %s", len(left), owner, strings.Join(ids, " "))
 		// Do not leak them into other tests.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for _, c := range left {
-			_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+			_, _ = cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
 		}
 	}
 }

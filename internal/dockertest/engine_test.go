@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
 
 	"github.com/pyexec/pyexec/internal/enginectl"
 )
@@ -24,10 +25,11 @@ func TestFaultEngineStopStart(t *testing.T) {
 	ctx := context.Background()
 	owner := Owner(t)
 
-	imgs, err := cli.ImageList(ctx, image.ListOptions{})
+	list, err := cli.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	imgs := list.Items
 	if len(imgs) == 0 {
 		t.Fatal("no image on the engine to check survival with")
 	}
@@ -38,16 +40,19 @@ func TestFaultEngineStopStart(t *testing.T) {
 			ref = img.ID
 		}
 	}
-	c, err := cli.ContainerCreate(ctx, &container.Config{
-		Image:      ref,
-		Entrypoint: []string{"sleep"},
-		Cmd:        []string{"300"},
-		Labels:     map[string]string{labelManaged: "1", labelOwner: owner},
-	}, &container.HostConfig{}, nil, nil, "")
+	c, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
+			Image:      ref,
+			Entrypoint: []string{"sleep"},
+			Cmd:        []string{"300"},
+			Labels:     map[string]string{labelManaged: "1", labelOwner: owner},
+		},
+		HostConfig: &container.HostConfig{},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+	if _, err := cli.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := Containers(t, cli, owner); len(got) != 1 || got[0].State != "running" {
@@ -58,7 +63,7 @@ func TestFaultEngineStopStart(t *testing.T) {
 	if enginectl.Answers(time.Second) {
 		t.Fatal("engine answers after StopEngine")
 	}
-	if _, err := cli.Ping(ctx); err == nil {
+	if _, err := cli.Ping(ctx, client.PingOptions{}); err == nil {
 		t.Fatal("client ping succeeds after StopEngine")
 	}
 	start := StartEngine(t)
@@ -68,10 +73,10 @@ func TestFaultEngineStopStart(t *testing.T) {
 	}
 
 	// The old client works again: its connections are made per request.
-	if _, err := cli.Ping(ctx); err != nil {
+	if _, err := cli.Ping(ctx, client.PingOptions{}); err != nil {
 		t.Fatalf("ping after StartEngine: %v", err)
 	}
-	if _, _, err := cli.ImageInspectWithRaw(ctx, ref); err != nil {
+	if _, err := cli.ImageInspect(ctx, ref); err != nil {
 		t.Errorf("image %s gone after the restart: %v", ref, err)
 	}
 	left := Containers(t, cli, owner)
@@ -79,11 +84,58 @@ func TestFaultEngineStopStart(t *testing.T) {
 		t.Errorf("want the container kept and stopped after the restart, got %+v", left)
 	}
 	for _, c := range left {
-		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+		if _, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 			t.Error(err)
 		}
 	}
 	AssertNoContainers(t, cli, owner)
+}
+
+// TestNegotiatedAPIVersion checks the client's API version negotiation
+// against the real engine: Require negotiates the version the engine
+// reports (capped at the client's maximum), which must be one the client
+// supports. A client bump whose MinAPIVersion passes the engine's API
+// (1.41 for Docker 20.10) fails here, and in Require, instead of skipping.
+func TestNegotiatedAPIVersion(t *testing.T) {
+	cli := Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sv, err := cli.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		t.Fatalf("server version: %v", err)
+	}
+	if sv.APIVersion == "" {
+		t.Fatal("the engine reports no API version")
+	}
+	want := sv.APIVersion
+	if versions.GreaterThan(want, client.MaxAPIVersion) {
+		want = client.MaxAPIVersion
+	}
+	got := cli.ClientVersion()
+	t.Logf("engine %s API %s (min %s); client API %s to %s; negotiated %s",
+		sv.Version, sv.APIVersion, sv.MinAPIVersion, client.MinAPIVersion, client.MaxAPIVersion, got)
+	if got != want {
+		t.Errorf("negotiated API version %s, want %s (engine %s, client max %s)", got, want, sv.APIVersion, client.MaxAPIVersion)
+	}
+	if versions.LessThan(got, client.MinAPIVersion) {
+		t.Errorf("negotiated API version %s below the client's minimum %s", got, client.MinAPIVersion)
+	}
+	if sv.MinAPIVersion != "" && versions.LessThan(got, sv.MinAPIVersion) {
+		t.Errorf("negotiated API version %s below the engine's minimum %s", got, sv.MinAPIVersion)
+	}
+	// A fresh client negotiates the same on its own (no Require).
+	fresh, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	ping, err := fresh.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if err != nil {
+		t.Fatalf("ping with negotiation: %v", err)
+	}
+	if ping.APIVersion != sv.APIVersion || fresh.ClientVersion() != want {
+		t.Errorf("fresh client: ping API %s, negotiated %s; want %s, %s", ping.APIVersion, fresh.ClientVersion(), sv.APIVersion, want)
+	}
 }
 
 // TestEngineLockShared checks that two shared holders coexist and that an

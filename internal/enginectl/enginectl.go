@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 )
 
 // LockPath is the file whose flock orders engine users: tests hold it
@@ -58,14 +58,14 @@ func Lock(exclusive bool, waiting func()) (release func(), err error) {
 
 // Answers reports whether the engine answers a ping within limit.
 func Answers(limit time.Duration) bool {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return false
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	_, err = cli.Ping(ctx)
+	_, err = cli.Ping(ctx, client.PingOptions{})
 	return err == nil
 }
 

@@ -16,10 +16,9 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/pyexec/pyexec/runner/seccomp"
 )
@@ -398,11 +397,11 @@ print(json.dumps(out))
 func TestProfileOnEngine(t *testing.T) {
 	cli := requireEngine(t)
 	image := testImage(t, cli)
-	info, err := cli.Info(t.Context())
+	res, err := cli.Info(t.Context(), client.InfoOptions{})
 	if err != nil {
 		t.Fatalf("engine info: %v", err)
 	}
-	if info.Architecture != "x86_64" {
+	if info := res.Info; info.Architecture != "x86_64" {
 		t.Skipf("system call numbers in this test are for x86_64, engine runs on %s", info.Architecture)
 	}
 	profile, err := seccomp.Profile()
@@ -512,12 +511,12 @@ func requireEngine(t *testing.T) *client.Client {
 	if testing.Short() {
 		t.Skip("real engine test skipped under -short")
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv) // negotiates the API version
 	if err == nil {
 		t.Cleanup(func() { _ = cli.Close() })
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
-		_, err = cli.Ping(ctx)
+		_, err = cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
 	}
 	if err != nil {
 		skipOrFail(t, "no Docker engine: %v", err)
@@ -570,8 +569,8 @@ func runPython(t *testing.T, cli *client.Client, image, run string, securityOpt 
 	ctx, cancel := context.WithTimeout(t.Context(), scaled(t, 2*time.Minute))
 	defer cancel()
 	pids := int64(64)
-	created, err := cli.ContainerCreate(ctx,
-		&container.Config{
+	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
 			Image:      image,
 			Entrypoint: append([]string{"/usr/bin/python3", "-c", script}, args...),
 			User:       "10001:10001",
@@ -579,7 +578,7 @@ func runPython(t *testing.T, cli *client.Client, image, run string, securityOpt 
 			WorkingDir: "/tmp",
 			Labels:     map[string]string{testLabel: run},
 		},
-		&container.HostConfig{
+		HostConfig: &container.HostConfig{
 			SecurityOpt:    securityOpt,
 			CapDrop:        []string{"ALL"},
 			NetworkMode:    "none",
@@ -591,31 +590,31 @@ func runPython(t *testing.T, cli *client.Client, image, run string, securityOpt 
 				PidsLimit: &pids,
 			},
 		},
-		nil, nil, "")
+	})
 	if err != nil {
 		t.Fatalf("create container: %v", err)
 	}
 	defer removeContainer(t, cli, created.ID)
 
 	// Wait for the next exit before starting, so a fast exit is not missed.
-	waitC, errC := cli.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
-	if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+	wait := cli.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatalf("start container: %v", err)
 	}
 	var exit int64
 	select {
-	case w := <-waitC:
+	case w := <-wait.Result:
 		if w.Error != nil {
 			t.Fatalf("wait container: %s", w.Error.Message)
 		}
 		exit = w.StatusCode
-	case err := <-errC:
+	case err := <-wait.Error:
 		t.Fatalf("wait container: %v", err)
 	case <-ctx.Done():
 		t.Fatalf("wait container: %v", ctx.Err())
 	}
 
-	rc, err := cli.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	rc, err := cli.ContainerLogs(ctx, created.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
 		t.Fatalf("container logs: %v", err)
 	}
@@ -638,7 +637,7 @@ func removeContainer(t *testing.T, cli *client.Client, id string) {
 	// t.Context may be done already; removal must still happen.
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(t, 30*time.Second))
 	defer cancel()
-	err := cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	_, err := cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		t.Errorf("remove container %.12s: %v", id, err)
 	}
@@ -650,15 +649,15 @@ func assertNoContainers(t *testing.T, cli *client.Client, run string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(t, 30*time.Second))
 	defer cancel()
-	left, err := cli.ContainerList(ctx, container.ListOptions{
+	left, err := cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", testLabel+"="+run)),
+		Filters: make(client.Filters).Add("label", testLabel+"="+run),
 	})
 	if err != nil {
 		t.Errorf("list containers: %v", err)
 		return
 	}
-	for _, c := range left {
+	for _, c := range left.Items {
 		t.Errorf("container %.12s (%s) left behind", c.ID, c.State)
 		removeContainer(t, cli, c.ID)
 	}
