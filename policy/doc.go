@@ -32,19 +32,53 @@
 //     getattr(obj, "__class__") are not); the same holds for the name
 //     arguments of operator.attrgetter and operator.methodcaller. hasattr is
 //     not restricted: it only ever returns a bool.
-//   - Readers and writers that accept in-memory buffers stay allowed
-//     (pd.read_csv(io.StringIO(s)), df.to_csv(), np.save, np.loadtxt,
-//     plt.savefig): a path and a buffer look the same statically, and the
-//     container has nothing to read (read-only image, no secrets) and only a
-//     small tmpfs to write. Forbidden are the ones that unpickle, since
-//     unpickling user-made bytes runs anything (read_pickle, to_pickle,
-//     np.load and any allow_pickle= argument; np.load goes as a whole
-//     because allow_pickle can also be passed positionally, which takes
-//     json.load with it: json.loads stays), the ones that start processes
-//     (read_clipboard, to_clipboard), the ones that only make sense with raw
-//     files or memory (fromfile, tofile, memmap), and io's file openers
-//     (io.open, io.FileIO, io.open_code). Attribute rules go by name, so a
-//     DataFrame column called open or load must be written df["open"].
+//   - Files: the rule. "No file access (open, file)" means no file access
+//     outside the working directory (the code's current directory, on the
+//     sandbox's tmpfs, where input files are placed and outputs/ is
+//     collected). Code reaches files only through the readers and writers
+//     of the allowed libraries: pd.read_csv, read_table, read_json,
+//     read_excel, read_parquet, ..., DataFrame.to_csv, to_json, to_excel,
+//     ..., np.loadtxt, savetxt, genfromtxt, load, save, savez,
+//     plt.savefig, fig.savefig, fig.write_html, scipy.io.loadmat, ...
+//     (Rules.PathFunctions). Raw file access stays forbidden in every form:
+//     the name open (also through builtins, which cannot be imported, and
+//     __builtins__, a forbidden dunder), io.open, io.FileIO, io.open_code,
+//     and the modules os, pathlib, shutil, glob, tempfile, fileinput,
+//     zipfile, tarfile, ... io itself stays allowed for io.StringIO and
+//     io.BytesIO (pd.read_csv(io.StringIO(text)), df.to_csv(io.BytesIO())).
+//   - A path argument of those readers and writers whose text the checker
+//     can know (a string or bytes literal; an f-string, a + concatenation, a
+//     "..." % x or "...".format(x) template, judged on their literal parts)
+//     must be relative to the working directory: it may not start with "/"
+//     or "~", may not have a ".." component, and may not be a URL (any
+//     scheme://, file:); each is a path-outside-workdir violation at the
+//     argument, with a message that says which. "sales.csv",
+//     "outputs/by_region.csv", "./a.txt" and f"outputs/{name}.csv" pass;
+//     "/etc/passwd", "../x.csv", "/tmp/../etc/x", "~/x" and
+//     "https://example.com/x.csv" do not. A literal that is data, not a
+//     path (it starts with "{", "[" or "<": pd.read_json('[{"a": 1}]'), the
+//     HTML of read_html) is not judged.
+//   - A path computed at run time (pd.read_csv(name), a variable, a
+//     function's result, the unknown part of an f-string) cannot be judged
+//     statically and is let through: that is the limit of this layer, not
+//     an oversight. The container holds that line on its own, as it does
+//     with POLICY=off: the root filesystem is read-only and holds only the
+//     image (no host files, no secrets, no service environment), the only
+//     writable places are the /tmp tmpfs and /dev/shm, both small and
+//     noexec, and there is no network, so a computed URL fails too.
+//   - Forbidden outright are the readers that unpickle, since unpickling
+//     user-made bytes runs anything (read_pickle, to_pickle, np.lib.format's
+//     read_array, and any allow_pickle= argument), the ones that start
+//     processes (read_clipboard, to_clipboard), the ones that only make
+//     sense with raw files or memory (fromfile, tofile, memmap). np.load is
+//     allowed only as a direct call with one positional argument,
+//     np.load("a.npy") (Rules.SingleArgumentCalls): its third positional
+//     parameter is allow_pickle and its second mmap_mode, so any other
+//     argument, *args, **kwargs, keyword, reference without a call, getattr
+//     or from-import of "load" is a violation; with allow_pickle left False,
+//     np.load refuses object arrays. json.load(io.StringIO(s)) passes the
+//     same way. Attribute rules go by name, so a DataFrame column called
+//     open or load must be written df["open"].
 //   - df.query, df.eval and pd.eval evaluate attribute chains and calls on
 //     @variables, so their expression must be a string literal or an
 //     f-string, and the attributes written in it must pass the attribute

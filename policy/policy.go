@@ -38,6 +38,12 @@ const (
 	RuleForbiddenAttribute = "forbidden-attribute"
 	// RuleForbiddenArgument: a forbidden keyword argument (allow_pickle=).
 	RuleForbiddenArgument = "forbidden-argument"
+	// RulePathOutsideWorkdir: a file reader or writer of the allowed
+	// libraries (Rules.PathFunctions) is given a path whose text is known
+	// statically and that is absolute, starts with "~", has a ".."
+	// component, or is a URL. Code reads and writes files relative to its
+	// working directory only.
+	RulePathOutsideWorkdir = "path-outside-workdir"
 	// RuleComplexity: the code is nested too deeply to check.
 	RuleComplexity = "complexity"
 	// RuleInternal: the checker itself failed; the code is not accepted.
@@ -104,6 +110,25 @@ type Rules struct {
 	// ForbiddenKeywords are keyword arguments that may not be passed to any
 	// call (nor appear as a string literal, which catches **{"k": v}).
 	ForbiddenKeywords []string `json:"forbidden_keywords"`
+	// PathFunctions maps the file readers and writers of the allowed
+	// libraries (pd.read_csv, DataFrame.to_csv, np.savetxt, plt.savefig,
+	// fig.write_html, ...) to the positions of the arguments that may be a
+	// path. When the text of such an argument, or of a keyword argument
+	// named in PathKeywords, is known statically (a string literal, an
+	// f-string or a concatenation with literal parts, a %- or .format()
+	// template), it must be a relative path inside the working directory: no
+	// leading "/" or "~", no ".." component, no URL. Computed paths are not
+	// judged (see the package doc: the container holds that line).
+	PathFunctions map[string][]int `json:"path_functions"`
+	// PathKeywords are the keyword arguments that name a path in a call of a
+	// PathFunctions entry (filepath_or_buffer=, path_or_buf=, fname=, ...).
+	PathKeywords []string `json:"path_keywords"`
+	// SingleArgumentCalls are attributes that may only be called directly,
+	// with exactly one positional argument and nothing else: np.load(path).
+	// Any other use (a second argument, *args, **kwargs, a keyword, a
+	// reference without a call, getattr, a from-import) is a violation:
+	// np.load takes allow_pickle as its third positional parameter.
+	SingleArgumentCalls []string `json:"single_argument_calls"`
 	// AllowPrivate lets code import private modules (a path part starting
 	// with "_", such as pandas._libs) and read private attributes of
 	// imported modules (np._core, random._os). Off by default: user code
@@ -252,10 +277,10 @@ var forbiddenAttributes = []string{
 	"CodeType", "FunctionType", "LambdaType",
 	// Direct file access (io is allowed for StringIO/BytesIO).
 	"open", "_open", "open_code", "FileIO",
-	// Deserialising code: unpickling user-made bytes runs anything. np.load
-	// takes allow_pickle positionally too (np.load(buf, None, True)), so
-	// "load" goes as a whole, json.load included (json.loads stays).
-	"read_pickle", "to_pickle", "pickle_compat", "load", "read_array", "NpzFile",
+	// Deserialising code: unpickling user-made bytes runs anything. (np.load
+	// takes allow_pickle positionally too, np.load(buf, None, True): "load"
+	// is in singleArgumentCalls.)
+	"read_pickle", "to_pickle", "pickle_compat", "read_array", "NpzFile",
 	// Evaluating strings as code (string annotations are checked as code,
 	// so typing.get_type_hints stays allowed).
 	"ForwardRef", "evaluate_forward_ref",
@@ -274,6 +299,45 @@ var attributeFunctions = map[string]int{
 
 var expressionMethods = []string{"query", "eval"}
 
+// pathFunctions: the file readers and writers of the image's libraries, by
+// function or method name, with the positions of their path argument. A name
+// is checked wherever it is called (pd.read_csv, read_csv after a
+// from-import, df.to_csv). Only statically known text is judged, so a
+// function of the user's own with one of these names is refused only when
+// given a literal absolute path, "..", or a URL there.
+var pathFunctions = map[string][]int{
+	// pandas readers.
+	"read_csv": {0}, "read_table": {0}, "read_fwf": {0}, "read_json": {0},
+	"read_excel": {0}, "ExcelFile": {0}, "read_parquet": {0}, "read_feather": {0},
+	"read_orc": {0}, "read_html": {0}, "read_xml": {0}, "read_hdf": {0},
+	"HDFStore": {0}, "read_stata": {0}, "read_sas": {0}, "read_spss": {0},
+	"get_handle": {0},
+	// pandas writers (DataFrame, Series, Styler).
+	"to_csv": {0}, "to_json": {0}, "to_excel": {0}, "ExcelWriter": {0},
+	"to_parquet": {0}, "to_feather": {0}, "to_orc": {0}, "to_html": {0},
+	"to_xml": {0}, "to_hdf": {0}, "to_stata": {0}, "to_markdown": {0},
+	"to_latex": {0}, "to_string": {0},
+	// numpy.
+	"loadtxt": {0}, "savetxt": {0}, "genfromtxt": {0}, "fromregex": {0},
+	"load": {0}, "save": {0}, "savez": {0}, "savez_compressed": {0},
+	// matplotlib.
+	"savefig": {0}, "imsave": {0}, "imread": {0}, "PdfPages": {0},
+	// plotly: fig.write_html(file) and plotly.io.write_html(fig, file).
+	"write_html": {0, 1}, "write_image": {0, 1}, "write_json": {0, 1},
+	// scipy.io.
+	"loadmat": {0}, "savemat": {0}, "mmread": {0}, "mmwrite": {0},
+	"loadarff": {0}, "readsav": {0}, "netcdf_file": {0}, "FortranFile": {0},
+	"hb_read": {0}, "hb_write": {0},
+}
+
+var pathKeywords = []string{
+	"filepath_or_buffer", "path_or_buf", "path_or_buffer", "path", "io",
+	"excel_writer", "buf", "fname", "file", "filename", "file_name", "f",
+	"source", "target", "path_or_open_file",
+}
+
+var singleArgumentCalls = []string{"load"}
+
 var forbiddenKeywords = []string{
 	"allow_pickle", // np.load(..., allow_pickle=True) unpickles, i.e. runs code
 }
@@ -290,7 +354,18 @@ func Default() Rules {
 		AttributeFunctions:  maps.Clone(attributeFunctions),
 		ExpressionMethods:   slices.Clone(expressionMethods),
 		ForbiddenKeywords:   slices.Clone(forbiddenKeywords),
+		PathFunctions:       clonePathFunctions(pathFunctions),
+		PathKeywords:        slices.Clone(pathKeywords),
+		SingleArgumentCalls: slices.Clone(singleArgumentCalls),
 	}
+}
+
+func clonePathFunctions(m map[string][]int) map[string][]int {
+	out := make(map[string][]int, len(m))
+	for k, v := range m {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 // Violation is one broken rule, with its position in the code when known.

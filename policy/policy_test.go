@@ -164,10 +164,26 @@ func TestRulesJSON(t *testing.T) {
 	want := []string{
 		"allow_private", "allowed_dunders", "allowed_modules", "attribute_functions",
 		"expression_methods", "forbidden_attributes", "forbidden_keywords", "forbidden_modules",
-		"forbidden_names",
+		"forbidden_names", "path_functions", "path_keywords", "single_argument_calls",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("JSON fields = %v, want %v", got, want)
+	}
+	// checker.py reads every field (a field it ignores is a rule that is
+	// silently not applied) and nothing else.
+	src, err := os.ReadFile(filepath.Join("..", "images", "context", "harness", "checker.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	for _, m := range regexp.MustCompile(`\bd\.get\("(\w+)"\)`).FindAllStringSubmatch(string(src), -1) {
+		if !slices.Contains(read, m[1]) {
+			read = append(read, m[1])
+		}
+	}
+	sort.Strings(read)
+	if !slices.Equal(read, want) {
+		t.Errorf("checker.py reads the rules' fields %v, want %v", read, want)
 	}
 	var back Rules
 	if err := json.Unmarshal(data, &back); err != nil {
@@ -175,6 +191,30 @@ func TestRulesJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, Default()) {
 		t.Error("Rules do not survive a JSON round trip")
+	}
+}
+
+// TestRuleIDs: the rule ids of checker.py (RULE_* constants) are the Go
+// constants, minus the two only Go reports (size is checked before Python
+// sees the code; checker.py reports no size).
+func TestRuleIDs(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "images", "context", "harness", "checker.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var py []string
+	for _, m := range regexp.MustCompile(`(?m)^RULE_\w+ = "([\w-]+)"$`).FindAllStringSubmatch(string(src), -1) {
+		py = append(py, m[1])
+	}
+	sort.Strings(py)
+	goRules := []string{
+		RuleEmpty, RuleEncoding, RuleNullByte, RuleSyntax, RuleForbiddenModule,
+		RuleForbiddenImport, RuleForbiddenName, RuleForbiddenAttribute, RuleForbiddenArgument,
+		RulePathOutsideWorkdir, RuleComplexity, RuleInternal,
+	}
+	sort.Strings(goRules)
+	if !slices.Equal(py, goRules) {
+		t.Errorf("checker.py RULE_* = %v, want Go's %v", py, goRules)
 	}
 }
 
@@ -217,6 +257,41 @@ func TestDefault(t *testing.T) {
 			t.Errorf("AttributeFunctions: %q is not an identifier", name)
 		}
 	}
+	for name, positions := range r.PathFunctions {
+		if !identifier.MatchString(name) {
+			t.Errorf("PathFunctions: %q is not an identifier", name)
+		}
+		if len(positions) == 0 || positions[0] < 0 || !slices.IsSorted(positions) || len(slices.Compact(slices.Clone(positions))) != len(positions) {
+			t.Errorf("PathFunctions[%q] = %v: want distinct positions >= 0, sorted", name, positions)
+		}
+		if slices.Contains(r.ForbiddenAttributes, name) {
+			t.Errorf("PathFunctions names %q, a forbidden attribute", name)
+		}
+	}
+	for _, l := range []struct {
+		name  string
+		items []string
+	}{{"PathKeywords", r.PathKeywords}, {"SingleArgumentCalls", r.SingleArgumentCalls}} {
+		if len(l.items) == 0 {
+			t.Errorf("%s is empty", l.name)
+		}
+		for i, s := range l.items {
+			if !identifier.MatchString(s) || slices.Index(l.items, s) != i {
+				t.Errorf("%s: %q is not an identifier or is listed twice", l.name, s)
+			}
+		}
+	}
+	for _, n := range r.SingleArgumentCalls {
+		if slices.Contains(r.ForbiddenAttributes, n) {
+			t.Errorf("%q is both a forbidden attribute and a single-argument call", n)
+		}
+	}
+	// The readers and writers the issue names are judged.
+	for _, n := range []string{"read_csv", "read_excel", "read_json", "read_parquet", "read_table", "to_csv", "to_excel", "to_json", "loadtxt", "savetxt", "genfromtxt", "load", "save", "savefig"} {
+		if _, ok := r.PathFunctions[n]; !ok {
+			t.Errorf("PathFunctions lacks %q", n)
+		}
+	}
 	for _, m := range r.ForbiddenModules {
 		if slices.Contains(r.AllowedModules, m) {
 			t.Errorf("%q is both allowed and forbidden", m)
@@ -248,8 +323,9 @@ func TestDefault(t *testing.T) {
 	// Every call returns its own copy.
 	r.AllowedModules[0] = "os"
 	r.AttributeFunctions["getattr"] = 7
+	r.PathFunctions["read_csv"][0] = 7
 	again := Default()
-	if again.AllowedModules[0] == "os" || again.AttributeFunctions["getattr"] == 7 {
+	if again.AllowedModules[0] == "os" || again.AttributeFunctions["getattr"] == 7 || again.PathFunctions["read_csv"][0] == 7 {
 		t.Error("Default() shares state between calls")
 	}
 }
@@ -385,6 +461,72 @@ print("{0} {1:.2f}".format(1, 2.0), hasattr(data, "__len__"))
 		{name: "allow_pickle", code: "import numpy as np\nnp.save('x', [1], allow_pickle=True)", want: []string{RuleForbiddenArgument}},
 		{name: "np.load", code: "import io\nimport numpy as np\nnp.load(io.BytesIO(b''), None, True)", want: []string{RuleForbiddenAttribute}},
 		{name: "several", code: "import os\nopen('x')\n", want: []string{RuleForbiddenModule, RuleForbiddenName}},
+		// Files: the working directory through the libraries' readers and
+		// writers, nothing else.
+		{name: "working directory", code: `
+import io
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+import plotly.express as px
+from pandas import read_csv
+df = pd.read_csv("sales.csv")
+df2 = read_csv("./sales.csv", sep=";")
+t = pd.read_table("data/t.tsv")
+j = pd.read_json("records.json")
+x = pd.read_excel("book.xlsx", sheet_name=0)
+p = pd.read_parquet("t.parquet")
+df.to_csv("outputs/by_region.csv", index=False)
+df.to_json(path_or_buf="outputs/by_region.json")
+df.to_excel("outputs/by_region.xlsx")
+a = np.loadtxt("a.txt", delimiter=",")
+np.savetxt("outputs/a.txt", a, fmt="%.3f", delimiter="/")
+g = np.genfromtxt("a.csv", delimiter=",", names=True)
+np.save("outputs/a.npy", a)
+b = np.load("outputs/a.npy")
+plt.plot(a)
+plt.savefig("outputs/chart.png")
+fig, ax = plt.subplots()
+fig.savefig(fname="outputs/chart2.svg")
+px.line(y=[1, 2]).write_html("outputs/chart.html")
+name = "region"
+df.to_csv(f"outputs/{name}.csv")
+df.to_csv("outputs/%s.csv" % name)
+df.to_csv("outputs/{}.csv".format(name))
+path = "/anything/at/run/time"
+pd.read_csv(path)
+pd.read_csv(io.StringIO("a,b\n1,2"))
+df.to_csv(io.BytesIO())
+text = df.to_csv()
+js = pd.read_json('[{"a": "x/../y"}]')
+`},
+		{name: "absolute path", code: "import pandas as pd\npd.read_csv('/etc/passwd')", want: []string{RulePathOutsideWorkdir}},
+		{name: "parent directory", code: "import pandas as pd\npd.read_csv('../x.csv')", want: []string{RulePathOutsideWorkdir}},
+		{name: "absolute with parent", code: "df.to_csv('/tmp/../etc/x')", want: []string{RulePathOutsideWorkdir}},
+		{name: "parent inside", code: "df.to_csv('outputs/../../x.csv')", want: []string{RulePathOutsideWorkdir}},
+		{name: "home directory", code: "import numpy as np\nnp.savetxt('~/a.txt', [1])", want: []string{RulePathOutsideWorkdir}},
+		{name: "URL", code: "import pandas as pd\npd.read_csv('https://example.com/x.csv')", want: []string{RulePathOutsideWorkdir}},
+		{name: "URL schemes", code: "import pandas as pd\npd.read_json('ftp://h/x')\npd.read_csv('file:///etc/passwd')\npd.read_parquet('s3://b/k')\npd.read_csv('HTTP://x')", want: []string{RulePathOutsideWorkdir}},
+		{name: "path keyword", code: "import pandas as pd\npd.read_csv(filepath_or_buffer='/etc/passwd')", want: []string{RulePathOutsideWorkdir}},
+		{name: "savefig absolute", code: "import matplotlib.pyplot as plt\nplt.savefig('/opt/pyexec/x.png')", want: []string{RulePathOutsideWorkdir}},
+		{name: "plotly.io second argument", code: "import plotly.io as pio\npio.write_html(None, '/x.html')", want: []string{RulePathOutsideWorkdir}},
+		{name: "f-string prefix", code: "n = 'x'\ndf.to_csv(f'/tmp/{n}.csv')", want: []string{RulePathOutsideWorkdir}},
+		{name: "concatenation", code: "n = 'x'\ndf.to_csv(n + '/../../x')", want: []string{RulePathOutsideWorkdir}},
+		{name: "percent template", code: "n = 'x'\ndf.to_csv('/etc/%s' % n)", want: []string{RulePathOutsideWorkdir}},
+		{name: "format template", code: "n = 'x'\ndf.to_csv('http://{}/x'.format(n))", want: []string{RulePathOutsideWorkdir}},
+		{name: "bytes path", code: "import numpy as np\nnp.loadtxt(b'/etc/passwd')", want: []string{RulePathOutsideWorkdir}},
+		{name: "np.load absolute", code: "import numpy as np\nnp.load('/etc/passwd')", want: []string{RulePathOutsideWorkdir}},
+		{name: "np.load mmap_mode", code: "import numpy as np\nnp.load('a.npy', mmap_mode='r')", want: []string{RuleForbiddenAttribute}},
+		{name: "np.load positional pickle", code: "import numpy as np\nnp.load('a.npy', None, True)", want: []string{RuleForbiddenAttribute}},
+		{name: "np.load kwargs", code: "import numpy as np\nnp.load('a.npy', **{})", want: []string{RuleForbiddenAttribute}},
+		{name: "np.load as a value", code: "import numpy as np\nf = np.load", want: []string{RuleForbiddenAttribute}},
+		{name: "from numpy import load", code: "from numpy import load", want: []string{RuleForbiddenAttribute}},
+		{name: "getattr load", code: "import numpy as np\ngetattr(np, 'load')('a.npy')", want: []string{RuleForbiddenAttribute}},
+		{name: "open in the working directory", code: "open('sales.csv')", want: []string{RuleForbiddenName}},
+		{name: "io.open in the working directory", code: "import io\nio.open('sales.csv')", want: []string{RuleForbiddenAttribute}},
+		{name: "io.FileIO", code: "from io import FileIO", want: []string{RuleForbiddenAttribute}},
+		{name: "pathlib", code: "import pathlib", want: []string{RuleForbiddenModule}},
+		{name: "shutil", code: "import shutil", want: []string{RuleForbiddenModule}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

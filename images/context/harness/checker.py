@@ -14,6 +14,11 @@ duplicate arguments, ...) with CPython's messages, so that validation agrees
 with execution. Strings that are code in disguise are checked too: string
 annotations (typing.get_type_hints evaluates them) as expressions, pandas
 query/eval expressions for attribute chains, format fields for attributes.
+The path arguments of the libraries' file readers and writers
+(rules["path_functions"]) are judged when their text is known statically (a
+literal, or the literal parts of an f-string, a concatenation or a template):
+they must stay in the working directory (see _path_problem); computed paths
+are left to the container.
 
 Errors are dicts {"line", "column", "rule", "message"}: line and column are
 1-based (column counts characters), None when unknown; rule is one of the
@@ -36,6 +41,7 @@ RULE_FORBIDDEN_IMPORT = "forbidden-import"
 RULE_FORBIDDEN_NAME = "forbidden-name"
 RULE_FORBIDDEN_ATTRIBUTE = "forbidden-attribute"
 RULE_FORBIDDEN_ARGUMENT = "forbidden-argument"
+RULE_PATH_OUTSIDE_WORKDIR = "path-outside-workdir"
 RULE_COMPLEXITY = "complexity"
 RULE_INTERNAL = "internal"
 
@@ -47,6 +53,13 @@ _DUNDER_IN_TEXT = re.compile(r"__\w+__")
 _FORMAT_FIELD = re.compile(r"\{([^{}]*)\}")
 _FORMAT_ATTR = re.compile(r"\.\s*([A-Za-z_]\w*)")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A URL pandas, numpy or matplotlib would try to fetch (any scheme://, and
+# file: without slashes, which urllib opens too).
+_URL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|file:)", re.IGNORECASE)
+_FORMAT_TEMPLATE_FIELD = re.compile(r"\{[^{}]*\}")
+_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[A-Za-z%]")
+# Stands for text computed at run time in a path being judged.
+_UNKNOWN = "\x00"
 
 _FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
@@ -146,6 +159,101 @@ def _all_args(args):
     return out
 
 
+def _static_text(node, depth=0):
+    """The text of a path argument as far as it is known without running the
+    code: a list of str pieces, with None for the parts computed at run time,
+    or None when nothing of it is known. Handles literals (str and bytes),
+    f-strings, + concatenations, "..." % x and "...".format(x)."""
+    if depth > 32:  # "a" + "b" + ... nests to the left; bounded
+        return None
+    t = type(node)
+    if t is ast.Constant:
+        v = node.value
+        if isinstance(v, str):
+            return [v]
+        if isinstance(v, bytes):
+            return [v.decode("latin-1")]
+        return None
+    if t is ast.JoinedStr:
+        return [
+            v.value if isinstance(v, ast.Constant) and isinstance(v.value, str) else None
+            for v in node.values
+        ]
+    if t is ast.BinOp and isinstance(node.op, ast.Add):
+        left = _static_text(node.left, depth + 1)
+        right = _static_text(node.right, depth + 1)
+        if left is None and right is None:
+            return None
+        return (left or [None]) + (right or [None])
+    if t is ast.BinOp and isinstance(node.op, ast.Mod):
+        left = _static_text(node.left, depth + 1)
+        if left is None:
+            return None
+        out = []
+        for piece in left:
+            if piece is None:
+                out.append(None)
+                continue
+            last = 0
+            for m in _PERCENT_FIELD.finditer(piece):
+                out.append(piece[last : m.start()])
+                out.append("%" if m.group(0) == "%%" else None)
+                last = m.end()
+            out.append(piece[last:])
+        return out
+    if (
+        t is ast.Call
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+        and isinstance(node.func.value, ast.Constant)
+        and isinstance(node.func.value.value, str)
+    ):
+        out = []
+        for j, seg in enumerate(_FORMAT_TEMPLATE_FIELD.split(node.func.value.value)):
+            if j:
+                out.append(None)
+            out.append(seg)
+        return out
+    return None
+
+
+def _path_problem(pieces):
+    """Why a path whose known pieces are `pieces` (see _static_text) may
+    lead out of the working directory, or None. Unknown parts are assumed
+    harmless: only what is written in the code is judged."""
+    if not pieces:
+        return None
+    text = "".join(_UNKNOWN if p is None else p for p in pieces)
+    shown = text.replace(_UNKNOWN, "{...}")
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    shown = repr(shown)
+    prefix = text.split(_UNKNOWN, 1)[0]
+    if prefix.lstrip()[:1] in ("{", "[", "<"):
+        return None  # data, not a path: pd.read_json('[{"a": 1}]'), read_html('<table>')
+    if _URL.match(prefix):
+        return (
+            "%s is a URL; the sandbox has no network: send the file with the "
+            "request (files) and read it by its name" % shown
+        )
+    if prefix.startswith("/"):
+        return (
+            "%s is an absolute path; files are read and written relative to the "
+            "working directory, e.g. 'sales.csv' or 'outputs/result.csv'" % shown
+        )
+    if prefix.startswith("~"):
+        return (
+            "%s starts with '~' (a home directory); files are read and written "
+            "relative to the working directory, e.g. 'sales.csv'" % shown
+        )
+    if ".." in text.split("/"):
+        return (
+            "%s has a '..' component; files are read and written inside the "
+            "working directory only" % shown
+        )
+    return None
+
+
 def _strset(value):
     if isinstance(value, (list, tuple)):
         return frozenset(v for v in value if isinstance(v, str))
@@ -164,6 +272,16 @@ class _Rules:
         self.forbidden_keywords = _strset(d.get("forbidden_keywords"))
         self.expression_methods = _strset(d.get("expression_methods"))
         self.allow_private = d.get("allow_private") is True
+        self.path_keywords = _strset(d.get("path_keywords"))
+        self.single_argument_calls = _strset(d.get("single_argument_calls"))
+        paths = d.get("path_functions")
+        self.path_functions = {}
+        if isinstance(paths, dict):
+            for name, idxs in paths.items():
+                if isinstance(name, str) and isinstance(idxs, (list, tuple)):
+                    self.path_functions[name] = tuple(
+                        i for i in idxs if isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                    )
         funcs = d.get("attribute_functions")
         self.attribute_functions = {}
         if isinstance(funcs, dict):
@@ -179,6 +297,7 @@ class _Check:
         self.errors = set()
         self._lines = None
         self.called = set()  # ids of Name/Attribute nodes that are a Call's func
+        self.single_called = set()  # ids of Attribute nodes called as SingleArgumentCalls allow
         self.import_bound = set()  # names bound by import statements
         self.private_uses = []  # (root name, node, attr) for np._core and friends
         self.syntax = True  # False when checking the inside of a string annotation
@@ -439,12 +558,21 @@ class _Check:
                 "access to attribute '%s' is not allowed "
                 "(for a column of that name write obj['%s'])" % (name, name)
             )
+        if name in r.single_argument_calls:
+            return (
+                "'%s' may only be called directly with a single positional argument, "
+                "e.g. np.load(\"data.npy\"); other arguments (allow_pickle, mmap_mode) "
+                "cannot be passed" % name
+            )
         return None
 
     def check_attribute(self, node):
         r = self.rules
         attr = node.attr
-        problem = self.attribute_problem(attr)
+        if id(node) in self.single_called:
+            problem = None
+        else:
+            problem = self.attribute_problem(attr)
         if problem:
             self.add(node, RULE_FORBIDDEN_ATTRIBUTE, problem)
             return
@@ -474,6 +602,16 @@ class _Check:
             return
         if isinstance(func, ast.Attribute) and fname in r.expression_methods:
             self.check_expression(node, fname)
+        if fname in r.path_functions:
+            self.check_paths(node, fname, r.path_functions[fname])
+        if (
+            isinstance(func, ast.Attribute)
+            and fname in r.single_argument_calls
+            and len(node.args) == 1
+            and not isinstance(node.args[0], ast.Starred)
+            and not node.keywords
+        ):
+            self.single_called.add(id(func))
         idx = r.attribute_functions.get(fname)
         if idx is None:
             return
@@ -501,6 +639,21 @@ class _Check:
                 "%s() needs a string literal as the attribute name; computed names are not allowed"
                 % fname,
             )
+
+    def check_paths(self, node, fname, positions):
+        """The path arguments of a file reader or writer: when their text is
+        known statically it must stay inside the working directory."""
+        args = []
+        for i, a in enumerate(node.args):
+            if isinstance(a, ast.Starred):
+                break  # the positions after *args are unknown
+            if i in positions:
+                args.append(a)
+        args.extend(kw.value for kw in node.keywords if kw.arg in self.rules.path_keywords)
+        for a in args:
+            problem = _path_problem(_static_text(a))
+            if problem:
+                self.add(a, RULE_PATH_OUTSIDE_WORKDIR, "%s(): %s" % (fname, problem))
 
     def check_annotation(self, annotation):
         """Strings in annotations are code too: typing.get_type_hints (and
