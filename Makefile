@@ -11,7 +11,7 @@ export GOFLAGS ?= -mod=mod
 BIN := bin
 PORT ?= 8000
 
-.PHONY: all setup engine base image build run test testdeps test-short fuzz bench soak compose-smoke docs-screenshot vet fmt clean
+.PHONY: all setup engine base image build run test testdeps test-short fuzz bench soak compose-smoke docs-screenshot web screenshots vet fmt clean
 
 all: build
 
@@ -33,11 +33,15 @@ run: setup
 	PORT=$(PORT) $(BIN)/pyexec
 
 # The supervisor's sanitizer tests (runner/supervisor_test.go) build it with
-# gcc and run a stand-in child with Debian's python3.
+# gcc and run a stand-in child with Debian's python3; the playground's
+# browser test (web/playground_test.go) drives Debian's chromium.
 testdeps:
 	command -v gcc >/dev/null && test -x /usr/bin/python3 || { \
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev python3 >/dev/null; }
+	test -x /usr/bin/chromium || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Three steps: the suite (packages in parallel; fault tests skip), then the
 # fault tests one package at a time (they stop the engine and remove images,
@@ -76,6 +80,18 @@ soak: setup
 # started here on a free port (the pages use only embedded assets).
 docs-screenshot: build
 	bash handlers/docs/screenshot-service.sh out/docs
+
+# The playground's bundle (web/dist, committed and embedded) rebuilt from
+# web/src and the npm packages pinned by web/package-lock.json; needs
+# Node.js and npm, which nothing else does.
+web:
+	cd web && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs
+
+# Screenshots of the playground (web/screenshots/*.png), taken by its browser
+# test in headless Chromium from the real page of a service on the real engine.
+screenshots: setup testdeps
+	PYEXEC_REQUIRE_DOCKER=1 PYEXEC_SCREENSHOTS=$(CURDIR)/web/screenshots \
+		go test -count=1 -timeout 20m -run '^TestPlayground$$/^(session|screenshots)$$' ./web/
 
 # The three-replica deployment behind nginx, brought up, checked, torn down.
 compose-smoke: setup

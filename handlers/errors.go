@@ -51,6 +51,25 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+	case errors.Is(err, runner.ErrSessionNotFound):
+		ae = &apiError{Status: http.StatusNotFound, Code: "session_not_found", Message: err.Error()}
+		var gone *runner.SessionGoneError
+		if !errors.As(err, &gone) {
+			ae.Message = "no such session: it never existed, or it ended some time ago"
+		}
+	case errors.Is(err, runner.ErrSessionBusy):
+		ae = &apiError{Status: http.StatusConflict, Code: "session_busy",
+			Message: "the session is busy and its queue is full; retry when its running execution is done"}
+	case errors.Is(err, runner.ErrTooManySessions):
+		ae = &apiError{Status: http.StatusTooManyRequests, Code: "too_many_sessions",
+			Message: "the maximum number of sessions exist; retry later or delete one"}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case errors.Is(err, runner.ErrFileNotFound):
+		ae = &apiError{Status: http.StatusNotFound, Code: "file_not_found", Message: err.Error()}
+	case errors.Is(err, runner.ErrFileRefused):
+		ae = &apiError{Status: http.StatusUnprocessableEntity, Code: "file_refused", Message: err.Error()}
+	case errors.Is(err, runner.ErrInvalidFile):
+		ae = &apiError{Status: http.StatusUnprocessableEntity, Code: "invalid_file_name", Message: err.Error()}
 	case errors.Is(err, runner.ErrBusy):
 		ae = &apiError{Status: http.StatusTooManyRequests, Code: "busy", Message: "all workers are busy and the queue is full; retry later"}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))

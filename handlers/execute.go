@@ -18,6 +18,9 @@ type executeRequest struct {
 	Timeout *float64 `json:"timeout"`
 	// ChartFormat is "png" (default) or "svg" for matplotlib charts.
 	ChartFormat string `json:"chart_format,omitempty"`
+	// Files are written into the working directory before the code runs
+	// (files.go checks them).
+	Files []fileBody `json:"files"`
 }
 
 // executeResponse is the original service's response shape, plus resources.
@@ -55,7 +58,7 @@ type resourcesBody struct {
 func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var body executeRequest
-	if err := decodeJSON(w, r, &body); err != nil {
+	if err := decodeJSONLimit(w, r, &body, h.bodyLimit()); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -64,9 +67,7 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	sum := sha256.Sum256([]byte(req.Code))
-	addLogField(r.Context(), "code_sha256", hex.EncodeToString(sum[:6]))
-	addLogField(r.Context(), "code_bytes", len(req.Code))
+	logRequest(r, req)
 
 	// The runner decides every outcome, refusals of the pre-check included;
 	// here a Result becomes JSON and an error a status.
@@ -77,6 +78,28 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, h.executeBody(w, r, res, start))
+}
+
+// logRequest adds what identifies the code and its files to the request's
+// log line.
+func logRequest(r *http.Request, req runner.Request) {
+	sum := sha256.Sum256([]byte(req.Code))
+	addLogField(r.Context(), "code_sha256", hex.EncodeToString(sum[:6]))
+	addLogField(r.Context(), "code_bytes", len(req.Code))
+	if len(req.Files) > 0 {
+		n := 0
+		for _, f := range req.Files {
+			n += len(f.Data)
+		}
+		addLogField(r.Context(), "input_files", len(req.Files))
+		addLogField(r.Context(), "input_bytes", n)
+	}
+}
+
+// executeBody is the answer of an execution that ran (or was refused by the
+// pre-check): /execute's, and a session cell's without its session.
+func (h *handler) executeBody(w http.ResponseWriter, r *http.Request, res runner.Result, start time.Time) executeResponse {
 	outcome := res.Status
 	if res.Rejected {
 		outcome = outcomeRejected
@@ -115,7 +138,10 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 		},
 		RequestID: requestID(r.Context()),
 	}
-	writeJSON(w, http.StatusOK, resp)
+	if resp.Output.Files == nil {
+		resp.Output.Files = []runner.OutputFile{}
+	}
+	return resp
 }
 
 // toRunRequest validates the body and applies defaults.
@@ -144,7 +170,11 @@ func (h *handler) toRunRequest(b executeRequest) (runner.Request, error) {
 	default:
 		return runner.Request{}, unprocessable("invalid_chart_format", `chart_format must be "png" or "svg"`)
 	}
-	return runner.Request{Code: code, Timeout: timeout, Options: opts}, nil
+	files, err := h.inputFiles(b.Files) // files.go
+	if err != nil {
+		return runner.Request{}, err
+	}
+	return runner.Request{Code: code, Timeout: timeout, Options: opts, Files: files}, nil
 }
 
 // invalidCode is the 422 for code that fails policy.CheckSource.

@@ -102,7 +102,8 @@ func TestExecuteRejectsBadInput(t *testing.T) {
 		{"bad chart format", "application/json", `{"code":"print(1)","chart_format":"gif"}`, 422, "invalid_chart_format"},
 		{"wrong content type", "text/plain", `{"code":"print(1)"}`, 415, "unsupported_media_type"},
 		{"no content type", "", `{"code":"print(1)"}`, 415, "unsupported_media_type"},
-		{"body too large", "application/json", `{"code":"` + strings.Repeat("a", 2<<20) + `"}`, 413, "body_too_large"},
+		// Over 1 MiB + 4/3 of the default MAX_INPUT_BYTES + 64 KiB.
+		{"body too large", "application/json", `{"code":"` + strings.Repeat("a", 45<<20) + `"}`, 413, "body_too_large"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

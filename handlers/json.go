@@ -12,24 +12,31 @@ import (
 	"unicode/utf8"
 )
 
-// maxBodyBytes bounds a request body; code itself is bounded by the policy.
+// maxBodyBytes bounds a request body that carries no files; code itself is
+// bounded by the policy. Bodies with files have handler.bodyLimit.
 const maxBodyBytes = 1 << 20
 
-// decodeJSON reads a JSON object body into v strictly: the right content
-// type, a bounded size, valid UTF-8, no unknown fields, nothing after it.
+// decodeJSON reads a JSON object body of at most maxBodyBytes into v
+// strictly: the right content type, a bounded size, valid UTF-8, no unknown
+// fields, nothing after it.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSONLimit(w, r, v, maxBodyBytes)
+}
+
+// decodeJSONLimit is decodeJSON with a body of at most limit bytes.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
 		return &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
 			Message: "Content-Type must be application/json"}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
-				Message: fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes)}
+				Message: fmt.Sprintf("request body exceeds %d bytes", limit)}
 		}
 		return badRequest("unreadable_body", "could not read the request body")
 	}

@@ -246,7 +246,8 @@ func TestMetricsCountRejections(t *testing.T) {
 	}{
 		{"POST", "/execute", "text/plain", `{"code":"print(1)"}`, 415, "unsupported_media_type"},
 		{"POST", "/execute", "application/json", `{"code":`, 400, "malformed"},
-		{"POST", "/execute", "application/json", `{"code":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "too_large"},
+		// /validate keeps the 1 MiB body limit (/execute's grows with MAX_INPUT_BYTES).
+		{"POST", "/validate", "application/json", `{"code":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "too_large"},
 		{"POST", "/execute", "application/json", `{"code":"print(1)","timeout":-1}`, 422, "invalid"},
 		{"POST", "/execute", "application/json", `{"code":"print(1)"}`, 429, "busy"},
 		{"GET", "/nowhere", "", "", 404, "not_found"},

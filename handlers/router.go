@@ -15,6 +15,7 @@ import (
 	"github.com/pyexec/pyexec/handlers/docs"
 	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/runner"
+	"github.com/pyexec/pyexec/web"
 )
 
 // Executor runs code; *runner.Runner implements it.
@@ -53,6 +54,15 @@ type Options struct {
 	AllowedPackages []string
 	// RebuildTimeout bounds one rebuild; 0 means DefaultRebuildTimeout.
 	RebuildTimeout time.Duration
+
+	// Sessions serves the /sessions routes (sessions.go); nil: they are
+	// off and answer 404 (MAX_SESSIONS=0).
+	Sessions SessionRunner
+	// MaxInputFiles and MaxInputBytes bound the input files of a request
+	// (files.go); 0 means the defaults. The body limit of /execute and a
+	// session's execute grows with MaxInputBytes.
+	MaxInputFiles int
+	MaxInputBytes int64
 }
 
 // New returns the service's router. It panics when the metrics cannot be
@@ -82,6 +92,9 @@ func New(o Options) http.Handler {
 	r.HandleFunc("/templates", h.templates).Methods(http.MethodGet)
 	r.HandleFunc("/templates/{id}", h.template).Methods(http.MethodGet)
 	r.HandleFunc("/health", h.health).Methods(http.MethodGet)
+	if o.Sessions != nil {
+		h.sessionRoutes(r)
+	}
 	if o.Gatherer != nil {
 		r.Handle("/metrics", metricsHandler(o.Gatherer)).Methods(http.MethodGet)
 	}
@@ -94,6 +107,7 @@ func New(o Options) http.Handler {
 		r.HandleFunc("/admin/images/rebuild", h.requireToken(h.rebuild)).Methods(http.MethodPost)
 	}
 	docs.Register(r)
+	web.Register(r) // GET /: the playground
 	r.Use(h.middleware)
 	return r
 }

@@ -36,7 +36,8 @@ func TestTemplatesRun(t *testing.T) {
 			if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &one) != nil || one.Code != tpl.Code {
 				t.Fatalf("GET /templates/%s: %d", tpl.ID, rec.Code)
 			}
-			body, _ := json.Marshal(map[string]any{"code": tpl.Code, "timeout": 60})
+			// The template as the page sends it: its code and its files.
+			body, _ := json.Marshal(map[string]any{"code": tpl.Code, "files": tpl.Files, "timeout": 60})
 			req := httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(string(body)))
 			req.Header.Set("Content-Type", "application/json")
 			rec = httptest.NewRecorder()
@@ -48,6 +49,7 @@ func TestTemplatesRun(t *testing.T) {
 					Stdout     string            `json:"stdout"`
 					Charts     []json.RawMessage `json:"charts"`
 					DataFrames []json.RawMessage `json:"dataframes"`
+					Files      []json.RawMessage `json:"files"`
 				} `json:"output"`
 			}
 			if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
@@ -55,6 +57,9 @@ func TestTemplatesRun(t *testing.T) {
 			}
 			if out.Status != runner.StatusSuccess {
 				t.Fatalf("status %q, error %v", out.Status, out.Error)
+			}
+			if len(tpl.Files) > 0 && len(out.Output.Files) == 0 {
+				t.Errorf("a template that reads files wrote none to outputs/")
 			}
 			switch tpl.Category {
 			case "matplotlib", "plotly", "seaborn":

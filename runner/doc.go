@@ -6,7 +6,15 @@
 // client gone, engine error). It also admits work (MAX_WORKERS plus a bounded
 // queue) and reaps containers left behind by an earlier run of the service.
 //
-// A container never serves two executions. The warm pool (pool.go) creates
+// A container never serves two single-shot executions. Sessions
+// (session.go) keep one dedicated container per session between cells, like
+// a notebook kernel; the session table is the only map from a session ID to
+// its container, and cells hold worker slots under the accounting rule stated
+// there. A reconciler (reconcile.go) removes, every ReconcilePeriod, this
+// instance's containers that nothing owns and any pyexec sandbox past its
+// expiry label, whoever created it.
+//
+// The warm pool (pool.go) creates
 // and starts containers ahead of demand, bare or with the analytics libraries
 // recent code imported already loaded (flavor.go), so that a request does not
 // wait for a start or an import; each still serves one execution. The

@@ -72,7 +72,7 @@ func TestSandboxSpecIsHardened(t *testing.T) {
 		"no swap":           h.MemorySwap == h.Memory,
 		"cpu capped":        h.NanoCPUs == DefaultNanoCPUs,
 		"pids capped":       h.PidsLimit != nil && *h.PidsLimit == DefaultPidsLimit,
-		"tmpfs capped":      strings.Contains(h.Tmpfs["/tmp"], "size=67108864") && strings.Contains(h.Tmpfs["/tmp"], "noexec"),
+		"tmpfs capped":      strings.Contains(h.Tmpfs["/tmp"], "size=134217728") && strings.Contains(h.Tmpfs["/tmp"], "noexec"),
 		"no host env":       len(c.Env) == 1 && c.Env[0] == "PYEXEC_PRELOAD=numpy,matplotlib",
 		"no mounts":         len(h.Binds) == 0 && len(h.Mounts) == 0 && len(h.VolumesFrom) == 0,
 		"no-new-privileges": contains(h.SecurityOpt, "no-new-privileges:true"),

@@ -54,6 +54,10 @@ func (r *Runner) sandboxSpec(role, preload string, entrypoint []string) spec {
 		security = append(security, "seccomp="+string(o.SeccompProfile))
 	}
 	pids := o.PidsLimit
+	memory := o.MemoryBytes
+	if role == roleSession {
+		memory = o.SessionMemoryBytes
+	}
 	host := &container.HostConfig{
 		NetworkMode:    "none",
 		ReadonlyRootfs: true,
@@ -69,8 +73,8 @@ func (r *Runner) sandboxSpec(role, preload string, entrypoint []string) spec {
 			"/tmp": fmt.Sprintf("rw,nosuid,nodev,noexec,size=%d,mode=1777", o.TmpfsBytes),
 		},
 		Resources: container.Resources{
-			Memory:     o.MemoryBytes,
-			MemorySwap: o.MemoryBytes, // equal to Memory: no swap
+			Memory:     memory,
+			MemorySwap: memory, // equal to Memory: no swap
 			NanoCPUs:   o.NanoCPUs,
 			PidsLimit:  &pids,
 			Ulimits: []*container.Ulimit{

@@ -29,6 +29,8 @@ const (
 	roleExec = "exec"
 	// roleWarm marks a container created ahead of demand for the pool.
 	roleWarm = "warm"
+	// roleSession marks the container of a session (session.go).
+	roleSession = "session"
 )
 
 // Log field keys.

@@ -28,8 +28,13 @@ type Options struct {
 	TmpfsBytes int64
 	// MaxStreamBytes caps stdout and stderr, each.
 	MaxStreamBytes int
-	// MaxOutputsBytes caps the rich outputs (charts, tables) of one run.
+	// MaxOutputsBytes caps the rich outputs (charts, tables, files) of one
+	// run.
 	MaxOutputsBytes int
+	// MaxInputFiles and MaxInputBytes bound the input files of one request
+	// (Request.Files): their number and their total size.
+	MaxInputFiles int
+	MaxInputBytes int
 	// SeccompProfile is the JSON seccomp profile applied to every container;
 	// empty means pyexec's own profile (package runner/seccomp).
 	SeccompProfile []byte
@@ -50,6 +55,16 @@ type Options struct {
 	// PoolMaxAge retires idle pooled containers older than this, and
 	// replaces the validator past this age.
 	PoolMaxAge time.Duration
+
+	// MaxSessions is how many sessions may exist at once (session.go).
+	MaxSessions int
+	// SessionMemoryBytes caps the memory of a session's container;
+	// default MemoryBytes.
+	SessionMemoryBytes int64
+	// SessionIdleTimeout ends a session unused this long;
+	// SessionMaxLifetime one older than this.
+	SessionIdleTimeout time.Duration
+	SessionMaxLifetime time.Duration
 
 	// MaxTimeout is the longest Request.Timeout Run accepts (the service's
 	// MAX_TIMEOUT_SECONDS); it bounds every sandbox's life (LabelExpires).
@@ -86,9 +101,9 @@ const (
 	DefaultMemoryBytes     = 512 << 20
 	DefaultNanoCPUs        = 1e9
 	DefaultPidsLimit       = 128
-	DefaultTmpfsBytes      = 64 << 20
+	DefaultTmpfsBytes      = 128 << 20
 	DefaultMaxStreamBytes  = 1 << 20
-	DefaultMaxOutputsBytes = 32 << 20
+	DefaultMaxOutputsBytes = 64 << 20
 	// MaxStreamBytesLimit and MaxOutputsBytesLimit are the largest caps the
 	// sandbox supervisor accepts (MAX_STREAM_CAP and MAX_OUTPUTS_CAP in
 	// images/context/supervisor/supervisor.c).
@@ -136,6 +151,12 @@ func (o Options) withDefaults() (Options, error) {
 	defInt(&o.MaxStreamBytes, DefaultMaxStreamBytes)
 	defInt(&o.MaxOutputsBytes, DefaultMaxOutputsBytes)
 	defInt(&o.MaxWorkers, DefaultMaxWorkers)
+	defInt(&o.MaxInputFiles, DefaultMaxInputFiles)
+	defInt(&o.MaxInputBytes, DefaultMaxInputBytes)
+	defInt(&o.MaxSessions, DefaultMaxSessions)
+	def(&o.SessionMemoryBytes, o.MemoryBytes)
+	defDur(&o.SessionIdleTimeout, DefaultSessionIdleTimeout)
+	defDur(&o.SessionMaxLifetime, DefaultSessionMaxLifetime)
 	defDur(&o.MaxTimeout, DefaultMaxTimeout)
 	defDur(&o.KillGrace, DefaultKillGrace)
 	defDur(&o.StartTimeout, DefaultStartTimeout)
@@ -155,6 +176,16 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxStreamBytes > MaxStreamBytesLimit || o.MaxOutputsBytes > MaxOutputsBytesLimit {
 		return o, fmt.Errorf("runner: output caps %d/%d above the sandbox's %d/%d",
 			o.MaxStreamBytes, o.MaxOutputsBytes, MaxStreamBytesLimit, MaxOutputsBytesLimit)
+	}
+	if o.SessionMemoryBytes < 64<<20 {
+		return o, fmt.Errorf("runner: session memory limit %d below 64 MiB", o.SessionMemoryBytes)
+	}
+	if o.MaxInputFiles < 0 || o.MaxInputBytes < 0 || o.MaxInputBytes > MaxInputBytesLimit {
+		return o, fmt.Errorf("runner: input limits %d files, %d bytes outside [0, %d bytes]", o.MaxInputFiles, o.MaxInputBytes, MaxInputBytesLimit)
+	}
+	if o.MaxSessions < 0 || o.SessionIdleTimeout < 0 || o.SessionMaxLifetime < 0 || o.SessionMaxLifetime > MaxSessionLifetimeLimit {
+		return o, fmt.Errorf("runner: session limits %d, idle %v, lifetime %v outside their bounds (lifetime at most %v)",
+			o.MaxSessions, o.SessionIdleTimeout, o.SessionMaxLifetime, MaxSessionLifetimeLimit)
 	}
 	if o.MaxTimeout < 0 || o.MaxTimeout > MaxTimeoutLimit {
 		return o, fmt.Errorf("runner: max timeout %v outside (0, %v]", o.MaxTimeout, MaxTimeoutLimit)

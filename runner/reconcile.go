@@ -89,8 +89,15 @@ func (r *Runner) maxLife(role string) time.Duration {
 	case roleProbe:
 		// Started, its ready report read, discarded.
 		life = o.StartTimeout + end
-	default: // roleExec; a session role will add its own case (its
-		// longest lifetime, then discard)
+	case roleSession:
+		// Started, then alive until SessionMaxLifetime (the janitor looks
+		// every sessionJanitorPeriod at most); an op that began just
+		// before runs to its end: the longest op's deadline, the
+		// supervisor's interrupt grace, the kill grace, the kill or the
+		// diagnosis; then discard.
+		op := max(o.MaxTimeout, sessionOpTimeout) + interruptGrace + o.KillGrace + o.CleanupTimeout
+		life = o.StartTimeout + o.SessionMaxLifetime + sessionJanitorPeriod + op + end
+	default: // roleExec
 		life = exec
 	}
 	return life + expiryMargin

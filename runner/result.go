@@ -23,8 +23,12 @@ type Request struct {
 	// Timeout bounds the run of the code; the container is killed from
 	// outside shortly after it.
 	Timeout time.Duration
-	// Options tune the rich outputs (chart format, caps); passed through.
+	// Options tune the rich outputs (chart format, caps); passed through,
+	// with the output file caps added (session.go's outputOptions).
 	Options map[string]any
+	// Files are written into the working directory before the code runs
+	// (CheckFileName names; Options.MaxInputFiles and MaxInputBytes).
+	Files []File
 
 	// policyChecked says the validator has already checked Code against the
 	// runner's policy and passed it (Run's pre-check): the sandbox does not
@@ -60,6 +64,9 @@ type Result struct {
 	Warm bool
 	// Image is the image of the container that ran the code.
 	Image string
+	// Session is set for a cell of a session (RunInSession): the session
+	// after the cell, and whether the cell ended it.
+	Session *SessionState
 }
 
 // ExecError describes how the user's code failed.
@@ -92,6 +99,11 @@ type Outputs struct {
 	ChartsTruncated     bool                `json:"charts_truncated,omitempty"`
 	DataFramesTruncated bool                `json:"dataframes_truncated,omitempty"`
 	VariablesTruncated  bool                `json:"variables_truncated,omitempty"`
+	// Files are what the code wrote under outputs/ (in a session, what the
+	// cell created or changed), checked by sanitizeFiles.
+	Files          []OutputFile  `json:"files"`
+	FilesTruncated bool          `json:"files_truncated,omitempty"`
+	FilesSkipped   []SkippedFile `json:"files_skipped,omitempty"`
 	// CollectError says collecting outputs failed; the run's status stands.
 	CollectError string `json:"collect_error,omitempty"`
 }
@@ -142,5 +154,5 @@ type Display struct {
 }
 
 func emptyOutputs() Outputs {
-	return Outputs{Charts: []Chart{}, DataFrames: []DataFrame{}, Variables: map[string]Variable{}}
+	return Outputs{Charts: []Chart{}, DataFrames: []DataFrame{}, Variables: map[string]Variable{}, Files: []OutputFile{}}
 }

@@ -84,6 +84,9 @@ type Runner struct {
 
 	// pool is nil when Options.PoolSize is 0.
 	pool *pool
+
+	// sessions is the session table (session.go).
+	sessions *sessionTable
 }
 
 // Stats is a snapshot of the runner's counters.
@@ -119,6 +122,7 @@ func New(cli Engine, opts Options) (*Runner, error) {
 		slots:    make(chan struct{}, o.MaxWorkers),
 		metrics:  newCounters(),
 		hist:     newHistograms(),
+		sessions: newSessionTable(o.MaxWorkers),
 	}
 	r.image.Store(&o.Image)
 	if o.PoolSize > 0 {
@@ -167,6 +171,11 @@ func (r *Runner) Start(ctx context.Context) {
 		r.loops.Add(1)
 		r.pool.Start(ctx, r.loops.Done)
 	}
+	r.loops.Add(1)
+	r.goroutines.Go(func() {
+		defer r.loops.Done()
+		r.runSessionJanitor(ctx) // session.go
+	})
 }
 
 // Instance is this runner's boot ID, the value of LabelInstance on every
@@ -228,6 +237,9 @@ func (r *Runner) Run(ctx context.Context, req Request) (Result, error) {
 func (r *Runner) run(ctx context.Context, req Request, precheck bool) (Result, error) {
 	if req.Timeout <= 0 || req.Timeout > r.opts.MaxTimeout {
 		return Result{}, fmt.Errorf("runner: timeout %v outside (0, %v]", req.Timeout, r.opts.MaxTimeout)
+	}
+	if err := r.checkInputFiles(req.Files); err != nil {
+		return Result{}, err
 	}
 	if !r.goroutines.enter() {
 		return Result{}, ErrClosed
@@ -434,13 +446,19 @@ func (r *Runner) Reap(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, classify(opList, err)
 	}
-	n := 0
+	n, sessions := 0, 0
 	for _, c := range list.Items {
 		if c.Labels[LabelInstance] == r.instance {
 			continue
 		}
 		r.remove(ctx, c.ID)
 		n++
+		if c.Labels[LabelRole] == roleSession {
+			sessions++
+		}
+	}
+	if sessions > 0 {
+		logctx.From(ctx).WithField("sessions", sessions).Warn("removed sessions of the previous instance")
 	}
 	return n, nil
 }
@@ -465,6 +483,7 @@ func (r *Runner) Close(ctx context.Context) error {
 			if r.pool != nil {
 				r.pool.Close(ctx)
 			}
+			r.closeSessions(ctx) // session.go
 			r.validator.close(r)
 		}
 		r.goroutines.wait()

@@ -85,6 +85,8 @@ type wireRequest struct {
 	Timeout float64         `json:"timeout"`
 	Policy  json.RawMessage `json:"policy,omitempty"`
 	Options map[string]any  `json:"options,omitempty"`
+	// Files are written into the working directory before the code runs.
+	Files []wireFile `json:"files,omitempty"`
 }
 
 // requestHeader is the line the supervisor reads before the body: the
@@ -231,7 +233,8 @@ const engineCheckTimeout = 5 * time.Second
 // deadline is enforced here, from outside: past Timeout+KillGrace the
 // container is killed. The caller discards the sandbox afterwards.
 func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, error) {
-	wr := wireRequest{Code: req.Code, Timeout: req.Timeout.Seconds(), Policy: r.policyJSON, Options: req.Options}
+	wr := wireRequest{Code: req.Code, Timeout: req.Timeout.Seconds(), Policy: r.policyJSON,
+		Options: r.outputOptions(req.Options), Files: wireFiles(req.Files)}
 	if req.policyChecked {
 		wr.Policy = nil
 	}
@@ -421,6 +424,7 @@ func decodeOutputs(payload []byte, out *Outputs) {
 	if o.Variables == nil {
 		o.Variables = map[string]Variable{}
 	}
+	sanitizeFiles(&o)   // session.go
 	sanitizeOutputs(&o) // sanitize.go
 	*out = o
 }

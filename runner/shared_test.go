@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyexec/pyexec/policy"
 )
@@ -337,6 +338,23 @@ func TestSharedRequestSizes(t *testing.T) {
 		t.Errorf("%s: MAX_REQUEST_BYTES = %d, but a request with policy.MaxCodeBytes (%d) of code and the default policy is %d bytes",
 			c.path, limit, policy.MaxCodeBytes, len(body))
 	}
+	// A session's cell with the most input files, their names at the
+	// longest and worst to escape ('<' is \u003c), and MaxInputBytesLimit of
+	// content in base64 (each file's padding counted).
+	const files = 1000 // cmd/pyexec's maxInputFilesLimit
+	cell := wireCell{Op: "run", Code: worst, Timeout: 3600, Policy: rules, Files: make([]wireFile, files)}
+	for i := range cell.Files {
+		cell.Files[i] = wireFile{Name: strings.Repeat("<", MaxFileNameBytes-4) + fmt.Sprintf("%04d", i), Content: []byte{}}
+	}
+	body, err = json.Marshal(cell)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(body)) + 4*((MaxInputBytesLimit+2)/3) + 4*files
+	if limit := c.cDefine(t, "MAX_REQUEST_BYTES"); size > limit {
+		t.Errorf("%s: MAX_REQUEST_BYTES = %d, but a cell with %d input files of MaxInputBytesLimit (%d) bytes in all is %d bytes",
+			c.path, limit, files, MaxInputBytesLimit, size)
+	}
 	v := readSource(t, "harness/validate.py")
 	line, err := json.Marshal(map[string]any{"id": "18446744073709551615", "code": worst, "policy": json.RawMessage(rules)})
 	if err != nil {
@@ -421,14 +439,49 @@ func TestSharedExitFrame(t *testing.T) {
 	for i, k := range got {
 		got[i] = strings.Trim(k, `\":`)
 	}
-	want := sortedSet(jsonFields(reflect.TypeFor[wireExit]()))
+	// memory_bytes is read by the session (session.go: roundTrip).
+	want := sortedSet(append(jsonFields(reflect.TypeFor[wireExit]()), "memory_bytes"))
 	if !slices.Equal(got, want) {
-		t.Errorf("%s: write_exit sends fields %v, but Go's wireExit (verdict.go) has %v", c.path, got, want)
+		t.Errorf("%s: write_exit sends fields %v, but Go's wireExit (verdict.go) and memory_bytes are %v", c.path, got, want)
 	}
-	for _, state := range []string{exitExited, exitSignaled, exitReported} {
+	for _, state := range []string{exitExited, exitSignaled, exitReported, sessionExitAlive} {
 		if !strings.Contains(fn, `"`+state+`"`) {
 			t.Errorf("%s: write_exit never reports state %q (Go: verdict.go)", c.path, state)
 		}
+	}
+}
+
+// TestSharedSession: the session's timing and the sandbox's file caps and
+// name rules are the runner's.
+func TestSharedSession(t *testing.T) {
+	c := readSource(t, "supervisor/supervisor.c")
+	sameInt(t, c, "INTERRUPT_GRACE_MS", c.cDefine(t, "INTERRUPT_GRACE_MS"), "interruptGrace", interruptGrace.Milliseconds())
+	if !strings.Contains(c.text, `"cell %llu`) && !regexp.MustCompile(`strcmp\(word, "cell"\)`).MatchString(c.text) {
+		t.Errorf("%s does not take the %q header of Go's cellHeader", c.path, "cell")
+	}
+	if h := cellHeader(time.Second, 1, 2, 3, 4); !strings.HasPrefix(h, "cell 1000 1 2 3 4\n") {
+		t.Errorf("Go's cellHeader = %q, not the supervisor's cell header", h)
+	}
+	w := readSource(t, "harness/workdir.py")
+	defaults := func(key string) int64 {
+		return w.eval(t, "_DEFAULTS["+key+"]", w.definition(t, key, `"%s"[ \t]*:[ \t]*\(([^,]+),`))
+	}
+	sameInt(t, w, "_DEFAULTS[max_files]", defaults(optMaxFiles), "DefaultMaxOutputFiles", DefaultMaxOutputFiles)
+	sameInt(t, w, "_DEFAULTS[max_file_bytes]", defaults(optMaxFileBytes), "DefaultMaxOutputFileBytes", DefaultMaxOutputFileBytes)
+	sameInt(t, w, "_DEFAULTS[max_files_total_bytes]", defaults(optMaxFilesTotalBytes), "DefaultMaxOutputFilesBytes", DefaultMaxOutputFilesBytes)
+	sameInt(t, w, "MAX_NAME_BYTES", w.pyConst(t, "MAX_NAME_BYTES"), "MaxFileNameBytes", MaxFileNameBytes)
+	sameInt(t, w, "MAX_PATH_BYTES", w.pyConst(t, "MAX_PATH_BYTES"), "maxFilePathBytes", maxFilePathBytes)
+	sameInt(t, w, "MAX_PATH_DEPTH", w.pyConst(t, "MAX_PATH_DEPTH"), "maxFileDepth", maxFileDepth)
+	sameInt(t, w, "MAX_SKIPPED", w.pyConst(t, "MAX_SKIPPED"), "maxSkippedFiles", maxSkippedFiles)
+	sameInt(t, w, "MAX_LISTED", w.pyConst(t, "MAX_LISTED"), "maxListedFiles", maxListedFiles)
+	// The caps of all the files of one execution, in base64, fit the
+	// outputs next to the charts.
+	py := readSource(t, "harness/outputs.py")
+	charts := py.eval(t, "_DEFAULTS[max_chart_total_bytes]",
+		py.definition(t, "max_chart_total_bytes", `"%s"[ \t]*:[ \t]*\(([^,]+),`))
+	if files := 4 * ((defaults(optMaxFilesTotalBytes) + 2) / 3); charts+files > DefaultMaxOutputsBytes*7/8 {
+		t.Errorf("%s and %s: charts (%d) and files in base64 (%d) exceed 7/8 of Go's DefaultMaxOutputsBytes = %d",
+			py.path, w.path, charts, files, DefaultMaxOutputsBytes)
 	}
 }
 
@@ -611,6 +664,18 @@ func TestSharedDetectsDrift(t *testing.T) {
 			[]string{"MAX_REPORT_BYTES = 65536 is too small"}},
 		{"supervisor/supervisor.c", `(#define MAX_REQUEST_BYTES ).*`, "${1}(256u << 10)", "TestSharedRequestSizes",
 			[]string{"supervisor.c: MAX_REQUEST_BYTES = 262144"}},
+		{"supervisor/supervisor.c", `(#define MAX_REQUEST_BYTES ).*`, "${1}(64u << 20)", "TestSharedRequestSizes",
+			[]string{"supervisor.c: MAX_REQUEST_BYTES = 67108864, but a cell with 1000 input files"}},
+		{"supervisor/supervisor.c", `(#define INTERRUPT_GRACE_MS ).*`, "${1}2000", "TestSharedSession",
+			[]string{"supervisor.c: INTERRUPT_GRACE_MS = 2000, but Go's interruptGrace = 1000"}},
+		{"supervisor/supervisor.c", `alive \? "alive"`, `alive ? "living"`, "TestSharedExitFrame",
+			[]string{`write_exit never reports state "alive"`}},
+		{"supervisor/supervisor.c", `\\"memory_bytes\\":`, `\"mem\":`, "TestSharedExitFrame",
+			[]string{"write_exit sends fields", " mem "}},
+		{"harness/workdir.py", `("max_files": \()\d+`, "${1}30", "TestSharedSession",
+			[]string{"workdir.py: _DEFAULTS[max_files] = 30, but Go's DefaultMaxOutputFiles = 20"}},
+		{"harness/workdir.py", `(?m)^(MAX_DEPTH = )4`, "${1}5", "TestSharedSession",
+			[]string{"workdir.py: MAX_PATH_DEPTH = 6, but Go's maxFileDepth = 5"}},
 		{"supervisor/supervisor.c", `write_frame\("exit"`, `write_frame("exited"`, "TestSharedFrames",
 			[]string{"supervisor.c writes frames of kinds", "exited"}},
 		{"supervisor/supervisor.c", `(CHILD_OUT_FD = )5`, "${1}7", "TestSharedFrames",

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +40,69 @@ if mode == "badready":
     os.write(3, b"no header here" * 10)
     os._exit(0)
 send("ready", b'{"preload":"none","preload_ms":1.5,"memory_bytes":1024}')
+if mode == "session":
+    # A session's child: "<length>\n" + body per cell; the body's "do" says
+    # what this cell does. SIGINT is ignored between cells, as child.py does.
+    import json
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.dup2(5, 1); os.dup2(6, 2); os.close(5); os.close(6)
+    pending = b""
+    def read_line():
+        global pending
+        while b"\n" not in pending:
+            chunk = os.read(4, 65536)
+            if not chunk:
+                os._exit(0)
+            pending += chunk
+        line, _, pending = pending.partition(b"\n")
+        return line
+    def read_exact(n):
+        global pending
+        while len(pending) < n:
+            chunk = os.read(4, 65536)
+            if not chunk:
+                os._exit(0)
+            pending += chunk
+        data, pending = pending[:n], pending[n:]
+        return data
+    cell = 0
+    while True:
+        body = json.loads(read_exact(int(read_line())))
+        cell += 1
+        do = body["do"]
+        if do == "print":
+            os.write(1, b"cell %d\n" % cell)
+            os.write(2, b"e%d" % cell)
+            spin(0.02)
+        elif do == "ignore":  # a C-level loop: SIGINT does nothing
+            os.write(1, b"spinning")
+            time.sleep(30)
+        elif do == "interrupt":  # Python code that the interrupt stops
+            def raise_interrupt(signum, frame):
+                raise KeyboardInterrupt
+            signal.signal(signal.SIGINT, raise_interrupt)
+            try:
+                time.sleep(30)
+            except KeyboardInterrupt:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                send("report", b'{"error":{"type":"KeyboardInterrupt","message":""}}')
+                send("outputs", b'{}')
+                continue
+        elif do == "exit":
+            os.write(1, b"bye")
+            os._exit(3)
+        elif do == "big":  # outputs over the cap, an unknown message, a second report
+            send("report", b'{"error":null}')
+            send("chatter", b"c" * 300000)
+            send("report", b'{"error":{"type":"Forged"}}')
+            send("outputs", b"[" * (2 << 20))
+            continue
+        elif do == "hugereport":
+            send("report", b'{"error":null,"pad":"' + b"p" * (2 << 20) + b'"}')
+            send("outputs", b'{"variables":{}}')
+            continue
+        send("report", b'{"error":null,"cpu_ms":1}')
+        send("outputs", b'{"variables":{"cell":{"type":"int","repr":"%d"}}}' % cell)
 data = b""
 while True:
     chunk = os.read(4, 65536)
@@ -175,16 +240,29 @@ func verdictOf(t *testing.T, frames []frame, timeout time.Duration) Result {
 			t.Fatalf("unexpected frame %q among %v", f.kind, kinds(frames))
 		}
 	}
-	// Every field the supervisor writes is one the runner knows.
-	dec := json.NewDecoder(bytes.NewReader(frames[len(frames)-1].payload))
-	dec.DisallowUnknownFields()
-	var ex wireExit
-	if err := dec.Decode(&ex); err != nil {
-		t.Fatalf("exit frame %s: %v", frames[len(frames)-1].payload, err)
-	}
+	ex, _ := decodeExit(t, frames[len(frames)-1].payload)
 	res := Result{Outputs: emptyOutputs()}
 	compose(ex, ef, timeout, &res)
 	return res
+}
+
+// decodeExit decodes an exit frame, failing on any field the runner does
+// not read: the verdict's (wireExit) and the session's memory_bytes.
+func decodeExit(t *testing.T, payload []byte) (wireExit, int64) {
+	t.Helper()
+	var ex struct {
+		wireExit
+		MemoryBytes int64 `json:"memory_bytes"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ex); err != nil {
+		t.Fatalf("exit frame %s: %v", payload, err)
+	}
+	if !bytes.Contains(payload, []byte(`"memory_bytes":`)) {
+		t.Errorf("exit frame %s: no memory_bytes", payload)
+	}
+	return ex.wireExit, ex.MemoryBytes
 }
 
 func kinds(frames []frame) []string {
@@ -307,6 +385,195 @@ func TestSupervisorRefuses(t *testing.T) {
 				if f.kind != frameReady {
 					t.Errorf("frame %q before the error", f.kind)
 				}
+			}
+		})
+	}
+}
+
+// sessionCell is one cell's request for the fake session child: a "cell"
+// header (the runner's cellHeader) and a body whose "do" the fake obeys.
+func sessionCell(timeoutMS int, do string) string {
+	body := `{"do":"` + do + `"}`
+	return cellHeader(time.Duration(timeoutMS)*time.Millisecond, 1000, 1000, 1<<20, len(body)) + body
+}
+
+// cellResult is what the supervisor wrote for one cell.
+type cellResult struct {
+	frames execFrames
+	exit   wireExit
+	memory int64 // the exit frame's memory_bytes
+}
+
+// sessionCells checks the frame sequence of a session (ready, then each
+// cell's frames ending in an exit frame, and nothing after the last exit)
+// and splits it by cell.
+func sessionCells(t *testing.T, frames []frame) []cellResult {
+	t.Helper()
+	if len(frames) == 0 || frames[0].kind != frameReady {
+		t.Fatalf("frames %v, want ready first", kinds(frames))
+	}
+	var cells []cellResult
+	var cur execFrames
+	open := false
+	for _, f := range frames[1:] {
+		if f.kind != frameExit {
+			if !cur.add(f) {
+				t.Fatalf("unexpected frame %q among %v", f.kind, kinds(frames))
+			}
+			open = true
+			continue
+		}
+		ex, memory := decodeExit(t, f.payload)
+		cells = append(cells, cellResult{frames: cur, exit: ex, memory: memory})
+		cur, open = execFrames{}, false
+	}
+	if open {
+		t.Fatalf("frames after the last exit frame: %v", kinds(frames))
+	}
+	return cells
+}
+
+// TestSupervisorSession drives the supervisor's session mode with the fake
+// child: cells in a row, interrupts that work and that do not, a child that
+// exits, outputs over the cap, and the end of stdin between cells.
+func TestSupervisorSession(t *testing.T) {
+	t.Parallel()
+	bin := buildSupervisor(t)
+
+	t.Run("cells in a row", func(t *testing.T) {
+		t.Parallel()
+		stdin := sessionCell(5000, "print") + sessionCell(5000, "print") + sessionCell(5000, "print")
+		start := time.Now()
+		cells := sessionCells(t, superviseFake(t, bin, "session", stdin))
+		if len(cells) != 3 {
+			t.Fatalf("%d cells answered, want 3", len(cells))
+		}
+		for i, c := range cells {
+			n := strconv.Itoa(i + 1)
+			res := Result{Outputs: emptyOutputs()}
+			compose(c.exit, c.frames, 5*time.Second, &res)
+			if c.exit.State != sessionExitAlive || c.exit.TimedOut || res.Status != StatusSuccess ||
+				res.Stdout != "cell "+n+"\n" || res.Stderr != "e"+n || res.Outputs.Variables["cell"].Repr != n {
+				t.Errorf("cell %d: exit %+v, status %q, stdout %q, stderr %q, variables %v",
+					i+1, c.exit, res.Status, res.Stdout, res.Stderr, res.Outputs.Variables)
+			}
+			// This cell's CPU only (the fake spins 20 ms a cell).
+			if c.exit.CPUUS < 15_000 || c.exit.CPUUS > 500_000 {
+				t.Errorf("cell %d: cpu_us %d, want about 20000", i+1, c.exit.CPUUS)
+			}
+		}
+		// The end of stdin after the last cell ends the session at once.
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("the session took %v", d)
+		}
+	})
+
+	t.Run("interrupt works", func(t *testing.T) {
+		t.Parallel()
+		stdin := sessionCell(5000, "print") + sessionCell(500, "interrupt") + sessionCell(5000, "print")
+		cells := sessionCells(t, superviseFake(t, bin, "session", stdin))
+		if len(cells) != 3 {
+			t.Fatalf("%d cells answered, want 3", len(cells))
+		}
+		c := cells[1]
+		elapsed := time.Duration(c.exit.ExecutionUS) * time.Microsecond
+		if c.exit.State != sessionExitAlive || !c.exit.TimedOut || elapsed < 500*time.Millisecond ||
+			elapsed > 500*time.Millisecond+interruptGrace {
+			t.Errorf("interrupted cell: exit %+v after %v", c.exit, elapsed)
+		}
+		res := Result{Outputs: emptyOutputs()}
+		compose(c.exit, c.frames, 500*time.Millisecond, &res)
+		if res.Status != StatusTimeout {
+			t.Errorf("interrupted cell: status %q", res.Status)
+		}
+		if c := cells[2]; c.exit.State != sessionExitAlive || c.exit.TimedOut || string(c.frames.stdout) != "cell 3\n" {
+			t.Errorf("the cell after the interrupt: exit %+v stdout %q", c.exit, c.frames.stdout)
+		}
+	})
+
+	t.Run("interrupt ignored", func(t *testing.T) {
+		t.Parallel()
+		// The third cell is never served: the session ended with the second.
+		stdin := sessionCell(5000, "print") + sessionCell(500, "ignore") + sessionCell(5000, "print")
+		cells := sessionCells(t, superviseFake(t, bin, "session", stdin))
+		if len(cells) != 2 {
+			t.Fatalf("%d cells answered, want 2", len(cells))
+		}
+		c := cells[1]
+		elapsed := time.Duration(c.exit.ExecutionUS) * time.Microsecond
+		if c.exit.State != exitSignaled || c.exit.Signal != 9 || !c.exit.TimedOut ||
+			elapsed < 500*time.Millisecond+interruptGrace || elapsed > 500*time.Millisecond+interruptGrace+2*time.Second {
+			t.Errorf("killed cell: exit %+v after %v", c.exit, elapsed)
+		}
+		if string(c.frames.stdout) != "spinning" || c.frames.gotReport {
+			t.Errorf("killed cell: stdout %q, report %v", c.frames.stdout, c.frames.gotReport)
+		}
+		res := Result{Outputs: emptyOutputs()}
+		compose(c.exit, c.frames, 500*time.Millisecond, &res)
+		if res.Status != StatusTimeout {
+			t.Errorf("killed cell: status %q", res.Status)
+		}
+	})
+
+	t.Run("child exits", func(t *testing.T) {
+		t.Parallel()
+		stdin := sessionCell(5000, "print") + sessionCell(5000, "exit") + sessionCell(5000, "print")
+		cells := sessionCells(t, superviseFake(t, bin, "session", stdin))
+		if len(cells) != 2 {
+			t.Fatalf("%d cells answered, want 2", len(cells))
+		}
+		if c := cells[1]; c.exit.State != exitExited || c.exit.ExitCode != 3 || c.exit.TimedOut || string(c.frames.stdout) != "bye" {
+			t.Errorf("exited cell: exit %+v stdout %q", c.exit, c.frames.stdout)
+		}
+	})
+
+	t.Run("oversized messages", func(t *testing.T) {
+		t.Parallel()
+		stdin := sessionCell(5000, "big") + sessionCell(5000, "hugereport") + sessionCell(5000, "print")
+		cells := sessionCells(t, superviseFake(t, bin, "session", stdin))
+		if len(cells) != 3 {
+			t.Fatalf("%d cells answered, want 3", len(cells))
+		}
+		// Outputs over their cap are dropped (the pipe stays in step: the
+		// next cells are answered), the first report counts.
+		if c := cells[0]; c.exit.State != sessionExitAlive || c.exit.TimedOut || !c.exit.OutputsOverflow ||
+			c.frames.gotOutputs || string(c.frames.report) != `{"error":null}` {
+			t.Errorf("big outputs: exit %+v, outputs %v, report %s", c.exit, c.frames.gotOutputs, c.frames.report)
+		}
+		if c := cells[1]; c.exit.State != sessionExitAlive || c.exit.TimedOut || c.frames.gotReport || !c.frames.gotOutputs {
+			t.Errorf("report over its cap: exit %+v, report %v, outputs %v", c.exit, c.frames.gotReport, c.frames.gotOutputs)
+		}
+		if c := cells[2]; c.exit.State != sessionExitAlive || string(c.frames.stdout) != "cell 3\n" {
+			t.Errorf("the cell after: exit %+v stdout %q", c.exit, c.frames.stdout)
+		}
+	})
+
+	t.Run("no cell", func(t *testing.T) {
+		t.Parallel()
+		// stdin ends before the first header: an error, as single-shot.
+		frames := superviseFake(t, bin, "session", "")
+		if last := frames[len(frames)-1]; last.kind != frameError {
+			t.Errorf("frames %v, want ready and an error", kinds(frames))
+		}
+	})
+
+	for _, tc := range []struct{ name, next, message string }{
+		{"oversized header", "cell 1000 10 10 10 999999999999\n{}", "bad request header"},
+		{"too large body", fmt.Sprintf("cell 1000 10 10 10 %d\n{}", 96<<20+1), "bad request header"},
+		{"run in a session", "run 1000 10 10 10 2\n{}", "bad request header"},
+		{"long header", strings.Repeat("7", 300), "request header too long"},
+		{"truncated header", "cell 1000 10", "request missing"},
+		{"truncated body", "cell 1000 10 10 10 100\n{}", "request truncated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			frames := superviseFake(t, bin, "session", sessionCell(5000, "print")+tc.next)
+			last := frames[len(frames)-1]
+			if last.kind != frameError || !strings.Contains(string(last.payload), tc.message) {
+				t.Fatalf("frames %v, last %q %s; want an error frame saying %q", kinds(frames), last.kind, last.payload, tc.message)
+			}
+			if cells := sessionCells(t, frames[:len(frames)-1]); len(cells) != 1 || cells[0].exit.State != sessionExitAlive {
+				t.Errorf("the first cell: %+v", cells)
 			}
 		})
 	}

@@ -37,6 +37,12 @@ const (
 	verdictSyntax                     // refused: does not parse
 	verdictPolicy                     // refused: breaks the language policy
 	verdictNoResult                   // the sandbox ended without a result
+	// Sessions: a timeout the interrupt stopped (the session lives on), one
+	// it did not stop, running out of memory, any other end of the session.
+	verdictSessionInterrupted
+	verdictSessionTimeout
+	verdictSessionOutOfMemory
+	verdictSessionEnded
 )
 
 // verdicts is the table of outcomes: status, error type and message
@@ -49,6 +55,11 @@ var verdicts = [...]struct{ status, errType, format string }{
 	verdictSyntax:      {StatusError, "SyntaxError", "%s%s"},
 	verdictPolicy:      {StatusError, "PolicyViolation", "%s%s"},
 	verdictNoResult:    {StatusError, "SandboxError", "the sandbox ended without a result (exit code %d)"},
+
+	verdictSessionInterrupted: {StatusTimeout, "TimeoutError", "execution exceeded the time limit of %gs; the code was interrupted and the session lives on"},
+	verdictSessionTimeout:     {StatusTimeout, "TimeoutError", "execution exceeded the time limit of %gs and did not stop when interrupted; the session was ended"},
+	verdictSessionOutOfMemory: {StatusOutOfMemory, "MemoryError", "execution ran out of memory and was killed; the session was ended"},
+	verdictSessionEnded:       {"", "", "%s; the session was ended"},
 }
 
 // moreViolations follows the first violation's message when there are more.
@@ -169,8 +180,10 @@ type wireExit struct {
 	OOMKilled       bool   `json:"oom_killed"`
 	StdoutBytes     int64  `json:"stdout_bytes"`
 	StderrBytes     int64  `json:"stderr_bytes"`
-	OutputsOverflow bool   `json:"outputs_overflow"`
-	ReportMalformed bool   `json:"report_malformed"`
+	// MemoryBytes is the container's memory use after a session's cell.
+	MemoryBytes     int64 `json:"memory_bytes"`
+	OutputsOverflow bool  `json:"outputs_overflow"`
+	ReportMalformed bool  `json:"report_malformed"`
 }
 
 // execFrames gathers the frames of one execution until the exit frame.
@@ -307,6 +320,30 @@ func cutChars(s string, max int) string {
 // split a character) is replaced, never rejected.
 func streamText(b []byte) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// sessionOutcome words the Result of a session's cell: whether a timeout
+// left the session alive (interrupted) or ended it, and that an out of
+// memory or any other end of the session ended it. The status stands; the
+// session's end is in res.Session.
+func sessionOutcome(res *Result, timeout time.Duration) {
+	s := res.Session
+	switch {
+	case s == nil:
+	case res.Status == StatusTimeout && !s.Ended:
+		res.Status, res.Error = errorOf(verdictSessionInterrupted, timeout.Seconds())
+	case res.Status == StatusTimeout:
+		res.Status, res.Error = errorOf(verdictSessionTimeout, timeout.Seconds())
+	case res.Status == StatusOutOfMemory && s.Ended:
+		res.Status, res.Error = errorOf(verdictSessionOutOfMemory)
+		res.Resources.OOMKilled = true
+	case s.Ended:
+		if res.Error == nil {
+			res.Status, res.Error = errorOf(verdictNoResult, -1)
+		}
+		res.Status = StatusError
+		res.Error.Message = fmt.Sprintf(verdicts[verdictSessionEnded].format, res.Error.Message)
+	}
 }
 
 // compose builds the Result of an execution from its frames.

@@ -29,7 +29,8 @@ import (
 //	MEMORY_LIMIT         bytes     512m           memory of one execution (no swap)
 //	CPU_LIMIT            cpus      1.0            CPUs of one execution
 //	PIDS_LIMIT           int       128            processes+threads of one execution
-//	TMPFS_SIZE           bytes     64m            writable scratch space (/tmp) of one execution
+//	TMPFS_SIZE           bytes     128m           writable scratch space (/tmp) of one execution,
+//	                                              the working directory and its input files included
 //	MAX_OUTPUT_BYTES     bytes     1m             cap on stdout and on stderr, each (at most 64m)
 //	IMAGE_REPOSITORY     name      pyexec-python  repository of the analytics image
 //	SERVICE_ID           name      hostname       owner label; replicas sharing an engine differ
@@ -41,6 +42,16 @@ import (
 //	RECONCILE_INTERVAL_SECONDS    seconds  30
 //	    how often leftover and expired sandboxes are looked for and removed
 //	POLICY               mode      strict         strict: language policy on; off: the container alone
+//	MAX_INPUT_FILES      int       20             input files of one request (1 to 1000)
+//	MAX_INPUT_BYTES      bytes     32m            their total decoded size (at most 64m and TMPFS_SIZE);
+//	                                              the request body limit is 1 MiB + 4/3 of it + 64 KiB
+//	MAX_SESSIONS         int       16             sessions alive at once; past it 429 (0: no sessions)
+//	SESSION_IDLE_TIMEOUT_SECONDS  seconds  600
+//	    a session unused this long is ended (at most SESSION_MAX_LIFETIME_SECONDS)
+//	SESSION_MAX_LIFETIME_SECONDS  seconds  3600
+//	    a session older than this is ended (at most 86400)
+//	SESSION_MEMORY_LIMIT          bytes    MEMORY_LIMIT
+//	    memory of one session's container (no swap)
 //	SHUTDOWN_TIMEOUT_SECONDS      seconds  MAX_TIMEOUT_SECONDS+15
 //	    how long requests in flight may finish after SIGTERM; then they are cancelled
 //	ADMIN_TOKEN                   secret   unset
@@ -67,6 +78,15 @@ type Config struct {
 	ReconcilePeriod time.Duration
 	Policy          policy.Mode
 	ShutdownTimeout time.Duration
+	// MaxInputFiles and MaxInputBytes bound the input files of one request.
+	MaxInputFiles int
+	MaxInputBytes int64
+	// MaxSessions is how many sessions may exist at once; 0 turns sessions
+	// off (their routes answer 404).
+	MaxSessions        int
+	SessionIdleTimeout time.Duration
+	SessionMaxLifetime time.Duration
+	SessionMemoryBytes int64
 	// AdminToken is a secret: never logged, redacted in fields().
 	AdminToken    string
 	AdminPackages []string
@@ -79,6 +99,18 @@ const defaultAdminPackages = "python3-sklearn,python3-statsmodels,python3-sympy,
 
 // minAdminTokenBytes keeps ADMIN_TOKEN from being guessable.
 const minAdminTokenBytes = 16
+
+// Bounds of the file and session settings.
+const (
+	// maxInputBytesLimit is the most MAX_INPUT_BYTES may be: the sandbox
+	// supervisor takes a request of at most 96 MiB, and base64 makes 64 MiB
+	// of files about 86 MiB.
+	maxInputBytesLimit = 64 << 20
+	// maxInputFilesLimit bounds MAX_INPUT_FILES.
+	maxInputFilesLimit = 1000
+	// maxSessionLifetime bounds SESSION_MAX_LIFETIME_SECONDS.
+	maxSessionLifetime = 24 * time.Hour
+)
 
 // loadConfig parses the environment. A malformed value is an error naming
 // the variable and the value.
@@ -95,7 +127,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		MemoryBytes:     p.bytes("MEMORY_LIMIT", "512m", 64<<20, 1<<40),
 		NanoCPUs:        p.cpus("CPU_LIMIT", 1.0),
 		PidsLimit:       p.int("PIDS_LIMIT", 128, 16, 100000),
-		TmpfsBytes:      p.bytes("TMPFS_SIZE", "64m", 1<<20, 1<<40),
+		TmpfsBytes:      p.bytes("TMPFS_SIZE", "128m", 1<<20, 1<<40),
 		MaxOutputBytes:  p.bytes("MAX_OUTPUT_BYTES", "1m", 1<<10, runner.MaxStreamBytesLimit),
 		ImageRepository: p.str("IMAGE_REPOSITORY", "pyexec-python"),
 		ServiceID:       p.str("SERVICE_ID", host),
@@ -106,10 +138,22 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c.PoolMaxAge = p.seconds("POOL_MAX_AGE_SECONDS", runner.DefaultPoolMaxAge.Seconds())
 	c.ReconcilePeriod = p.seconds("RECONCILE_INTERVAL_SECONDS", runner.DefaultReconcilePeriod.Seconds())
 	c.ShutdownTimeout = p.seconds("SHUTDOWN_TIMEOUT_SECONDS", c.MaxTimeout.Seconds()+15)
+	c.MaxInputFiles = int(p.int("MAX_INPUT_FILES", 20, 1, maxInputFilesLimit))
+	c.MaxInputBytes = p.bytes("MAX_INPUT_BYTES", "32m", 1<<10, maxInputBytesLimit)
+	c.MaxSessions = int(p.int("MAX_SESSIONS", 16, 0, 4096))
+	c.SessionIdleTimeout = p.secondsUpTo("SESSION_IDLE_TIMEOUT_SECONDS", 600, maxSessionLifetime)
+	c.SessionMaxLifetime = p.secondsUpTo("SESSION_MAX_LIFETIME_SECONDS", 3600, maxSessionLifetime)
+	c.SessionMemoryBytes = p.bytes("SESSION_MEMORY_LIMIT", strconv.FormatInt(c.MemoryBytes, 10), 64<<20, 1<<40)
 	c.AdminToken = p.secret("ADMIN_TOKEN", minAdminTokenBytes)
 	c.AdminPackages = p.packages("ADMIN_EXTRA_PACKAGES_ALLOWED", defaultAdminPackages)
 	if p.err == nil && c.Timeout > c.MaxTimeout {
 		p.err = fmt.Errorf("TIMEOUT_SECONDS (%v) must not exceed MAX_TIMEOUT_SECONDS (%v)", c.Timeout, c.MaxTimeout)
+	}
+	if p.err == nil && c.MaxInputBytes > c.TmpfsBytes {
+		p.err = fmt.Errorf("MAX_INPUT_BYTES (%d) must not exceed TMPFS_SIZE (%d): the files are written there", c.MaxInputBytes, c.TmpfsBytes)
+	}
+	if p.err == nil && c.SessionIdleTimeout > c.SessionMaxLifetime {
+		p.err = fmt.Errorf("SESSION_IDLE_TIMEOUT_SECONDS (%v) must not exceed SESSION_MAX_LIFETIME_SECONDS (%v)", c.SessionIdleTimeout, c.SessionMaxLifetime)
 	}
 	if p.err == nil && c.ServiceID == "" {
 		p.err = errors.New("SERVICE_ID is empty and the hostname is unknown")
@@ -150,12 +194,17 @@ func (p *parser) int(name string, def, lo, hi int64) int64 {
 }
 
 func (p *parser) seconds(name string, def float64) time.Duration {
+	return p.secondsUpTo(name, def, runner.MaxTimeoutLimit)
+}
+
+// secondsUpTo reads seconds, greater than 0 and at most max.
+func (p *parser) secondsUpTo(name string, def float64, max time.Duration) time.Duration {
 	v := strings.TrimSpace(p.getenv(name))
 	f := def
 	if v != "" {
 		var err error
 		f, err = strconv.ParseFloat(v, 64)
-		if limit := runner.MaxTimeoutLimit.Seconds(); err != nil || math.IsNaN(f) || f <= 0 || f > limit {
+		if limit := max.Seconds(); err != nil || math.IsNaN(f) || f <= 0 || f > limit {
 			p.fail(name, v, fmt.Sprintf("want seconds, greater than 0 and at most %g", limit))
 			f = def
 		}
@@ -283,6 +332,13 @@ func (c Config) fields() map[string]any {
 		"pool_max_age_seconds":       c.PoolMaxAge.Seconds(),
 		"reconcile_interval_seconds": c.ReconcilePeriod.Seconds(),
 		"policy":                     string(c.Policy),
+
+		"max_input_files":              c.MaxInputFiles,
+		"max_input_bytes":              c.MaxInputBytes,
+		"max_sessions":                 c.MaxSessions,
+		"session_idle_timeout_seconds": c.SessionIdleTimeout.Seconds(),
+		"session_max_lifetime_seconds": c.SessionMaxLifetime.Seconds(),
+		"session_memory_limit_bytes":   c.SessionMemoryBytes,
 
 		"shutdown_timeout_seconds":     c.ShutdownTimeout.Seconds(),
 		"admin_token":                  redact(c.AdminToken),

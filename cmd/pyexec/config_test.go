@@ -55,3 +55,50 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		t.Error("TIMEOUT_SECONDS above MAX_TIMEOUT_SECONDS accepted")
 	}
 }
+
+func TestConfigFilesAndSessions(t *testing.T) {
+	c, err := loadConfig(env(map[string]string{"SERVICE_ID": "x", "MEMORY_LIMIT": "1g"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TmpfsBytes != 128<<20 || c.MaxInputFiles != 20 || c.MaxInputBytes != 32<<20 || c.MaxSessions != 16 ||
+		c.SessionIdleTimeout != 600*time.Second || c.SessionMaxLifetime != time.Hour || c.SessionMemoryBytes != 1<<30 {
+		t.Errorf("defaults: %+v", c)
+	}
+	f := c.fields()
+	for _, k := range []string{"max_input_files", "max_input_bytes", "max_sessions", "session_idle_timeout_seconds",
+		"session_max_lifetime_seconds", "session_memory_limit_bytes"} {
+		if _, ok := f[k]; !ok {
+			t.Errorf("fields() lacks %s", k)
+		}
+	}
+	c, err = loadConfig(env(map[string]string{"SERVICE_ID": "x", "MAX_SESSIONS": "0", "SESSION_MEMORY_LIMIT": "256m",
+		"SESSION_MAX_LIFETIME_SECONDS": "86400", "SESSION_IDLE_TIMEOUT_SECONDS": "7200"}))
+	if err != nil || c.MaxSessions != 0 || c.SessionMemoryBytes != 256<<20 || c.SessionMaxLifetime != 24*time.Hour ||
+		c.SessionIdleTimeout != 2*time.Hour {
+		t.Errorf("explicit values: %+v, %v", c, err)
+	}
+	for name, val := range map[string]string{
+		"MAX_INPUT_FILES":              "1001",
+		"MAX_INPUT_BYTES":              "65m", // above what the supervisor takes
+		"MAX_SESSIONS":                 "-1",
+		"SESSION_IDLE_TIMEOUT_SECONDS": "0",
+		"SESSION_MAX_LIFETIME_SECONDS": "86401",
+		"SESSION_MEMORY_LIMIT":         "1m",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadConfig(env(map[string]string{"SERVICE_ID": "x", name: val}))
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("%s=%q: err = %v, want one naming the variable", name, val, err)
+			}
+		})
+	}
+	for _, m := range []map[string]string{
+		{"SERVICE_ID": "x", "TMPFS_SIZE": "16m", "MAX_INPUT_BYTES": "32m"},
+		{"SERVICE_ID": "x", "SESSION_IDLE_TIMEOUT_SECONDS": "120", "SESSION_MAX_LIFETIME_SECONDS": "60"},
+	} {
+		if _, err := loadConfig(env(m)); err == nil {
+			t.Errorf("%v accepted", m)
+		}
+	}
+}

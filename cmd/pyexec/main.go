@@ -156,7 +156,14 @@ func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *ima
 		MaxTimeout:      cfg.MaxTimeout,
 		PoolMaxAge:      cfg.PoolMaxAge,
 		ReconcilePeriod: cfg.ReconcilePeriod,
-		Registerer:      reg,
+
+		MaxInputFiles:      cfg.MaxInputFiles,
+		MaxInputBytes:      int(cfg.MaxInputBytes),
+		MaxSessions:        max(cfg.MaxSessions, 1), // 0 turns the routes off below
+		SessionMemoryBytes: cfg.SessionMemoryBytes,
+		SessionIdleTimeout: cfg.SessionIdleTimeout,
+		SessionMaxLifetime: cfg.SessionMaxLifetime,
+		Registerer:         reg,
 		// A create found no image: it was removed under the service.
 		OnNoImage: func(image string) { s.healer.Trigger(image) },
 	})
@@ -170,8 +177,15 @@ func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *ima
 		return nil, err
 	}
 
+	var sessions handlers.SessionRunner
+	if cfg.MaxSessions > 0 {
+		sessions = rn
+	}
 	s.handler = handlers.New(handlers.Options{
 		Runner:         rn,
+		Sessions:       sessions,
+		MaxInputFiles:  cfg.MaxInputFiles,
+		MaxInputBytes:  cfg.MaxInputBytes,
 		Logger:         log,
 		DefaultTimeout: cfg.Timeout,
 		MaxTimeout:     cfg.MaxTimeout,

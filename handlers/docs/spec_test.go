@@ -47,6 +47,8 @@ func TestSpecValidates(t *testing.T) {
 		"POST /execute", "POST /validate", "GET /templates", "GET /templates/{id}", "GET /health",
 		"GET /metrics", "POST /admin/images/rebuild", "GET /admin/images", "GET /openapi.json",
 		"GET /docs", "GET /redoc",
+		"POST /sessions", "GET /sessions/{id}", "DELETE /sessions/{id}", "POST /sessions/{id}/execute",
+		"GET /sessions/{id}/files/{name}", "PUT /sessions/{id}/files/{name}",
 	}
 	ops := operations(doc)
 	var got []string

@@ -2,7 +2,10 @@ package templates
 
 import (
 	"embed"
+	"encoding/base64"
 	"fmt"
+	"io/fs"
+	"path"
 )
 
 // Template is one example program.
@@ -18,9 +21,19 @@ type Template struct {
 	Category string `json:"category"`
 	// Code is the Python source.
 	Code string `json:"code"`
+	// Files are input files the code reads, in the shape of the /execute
+	// body's "files": {"code": t.code, "files": t.files} runs as is.
+	Files []File `json:"files,omitempty"`
 }
 
-//go:embed code/*.py
+// File is an input file of a template.
+type File struct {
+	Name string `json:"name"`
+	// Content is the file's bytes in base64.
+	Content string `json:"content"`
+}
+
+//go:embed code/*.py files
 var files embed.FS
 
 // table is the metadata; the code of entry id is code/<id>.py. The order is
@@ -48,6 +61,8 @@ var table = []Template{
 		Description: "Sales per region and product with groupby, agg and sort_values."},
 	{ID: "pandas-describe", Category: "pandas", Title: "Describe a DataFrame",
 		Description: "Column types, value counts and summary statistics with describe()."},
+	{ID: "read-csv", Category: "pandas", Title: "Read an uploaded CSV",
+		Description: "Reads sales.csv sent with the request, groups it by region, plots it and writes outputs/summary.csv."},
 	{ID: "pivot-table", Category: "pandas", Title: "Pivot table",
 		Description: "Long data reshaped into a quarter-by-channel table with totals."},
 	{ID: "time-series", Category: "pandas", Title: "Time series",
@@ -65,8 +80,9 @@ var (
 	byID = index(all)
 )
 
-// load fills in the code of every table entry. A missing file is a
-// programmer error, caught by the tests.
+// load fills in the code of every table entry, and its input files: those
+// under files/<id>/. A missing code file is a programmer error, caught by
+// the tests.
 func load() []Template {
 	out := make([]Template, len(table))
 	for i, t := range table {
@@ -75,6 +91,14 @@ func load() []Template {
 			panic(fmt.Sprintf("templates: %s: %v", t.ID, err))
 		}
 		t.Code = string(code)
+		entries, _ := fs.ReadDir(files, "files/"+t.ID) // none: no files
+		for _, e := range entries {
+			data, err := files.ReadFile(path.Join("files", t.ID, e.Name()))
+			if err != nil {
+				panic(fmt.Sprintf("templates: %s: %v", t.ID, err))
+			}
+			t.Files = append(t.Files, File{Name: e.Name(), Content: base64.StdEncoding.EncodeToString(data)})
+		}
 		out[i] = t
 	}
 	return out
@@ -89,13 +113,23 @@ func index(ts []Template) map[string]Template {
 }
 
 // All returns every template, in a stable order (basics first, then by
-// library). The slice is a copy; callers may modify it.
+// library). The slice and the templates' files are copies; callers may
+// modify them.
 func All() []Template {
-	return append([]Template(nil), all...)
+	out := make([]Template, len(all))
+	for i, t := range all {
+		out[i] = clone(t)
+	}
+	return out
 }
 
-// ByID returns the template with the given id.
+// ByID returns the template with the given id (a copy).
 func ByID(id string) (Template, bool) {
 	t, ok := byID[id]
-	return t, ok
+	return clone(t), ok
+}
+
+func clone(t Template) Template {
+	t.Files = append([]File(nil), t.Files...)
+	return t
 }

@@ -1,7 +1,9 @@
 package templates
 
 import (
+	"encoding/base64"
 	"io/fs"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -48,7 +50,7 @@ func TestTemplates(t *testing.T) {
 				t.Error("code does not end with a newline")
 			}
 			got, ok := ByID(tt.ID)
-			if !ok || got != tt {
+			if !ok || !reflect.DeepEqual(got, tt) {
 				t.Errorf("ByID(%q) = %+v, %v; want the same template", tt.ID, got, ok)
 			}
 		})
@@ -82,6 +84,51 @@ func TestAllReturnsACopy(t *testing.T) {
 	a[0].Code = "changed"
 	if All()[0].Code == "changed" {
 		t.Error("All() shares its backing array")
+	}
+	tpl, _ := ByID("read-csv")
+	tpl.Files[0].Name = "changed"
+	if again, _ := ByID("read-csv"); again.Files[0].Name == "changed" {
+		t.Error("ByID shares a template's files")
+	}
+}
+
+// TestFiles checks the templates' input files: plain names, valid base64,
+// within the service's default input limits; read-csv ships sales.csv and
+// its code reads it.
+func TestFiles(t *testing.T) {
+	withFiles := 0
+	for _, tt := range All() {
+		if len(tt.Files) > 0 {
+			withFiles++
+		}
+		total := 0
+		for _, f := range tt.Files {
+			if f.Name == "" || strings.ContainsAny(f.Name, `/\`) {
+				t.Errorf("%s: file name %q", tt.ID, f.Name)
+			}
+			data, err := base64.StdEncoding.DecodeString(f.Content)
+			if err != nil || len(data) == 0 {
+				t.Errorf("%s: %s: content %d bytes, %v", tt.ID, f.Name, len(data), err)
+			}
+			if !strings.Contains(tt.Code, f.Name) {
+				t.Errorf("%s: the code does not name %s", tt.ID, f.Name)
+			}
+			total += len(data)
+		}
+		if len(tt.Files) > 20 || total > 1<<20 {
+			t.Errorf("%s: %d files of %d bytes: keep templates small", tt.ID, len(tt.Files), total)
+		}
+	}
+	tpl, ok := ByID("read-csv")
+	if !ok || len(tpl.Files) != 1 || tpl.Files[0].Name != "sales.csv" {
+		t.Fatalf("read-csv: %+v", tpl.Files)
+	}
+	data, _ := base64.StdEncoding.DecodeString(tpl.Files[0].Content)
+	if !strings.HasPrefix(string(data), "date,region,product,units,price\n") || strings.Count(string(data), "\n") < 20 {
+		t.Errorf("sales.csv: %.100q", data)
+	}
+	if withFiles < 1 {
+		t.Error("no template reads an input file")
 	}
 }
 

@@ -357,5 +357,242 @@ print(json.dumps([c["type"] for c in out["charts"]]))
         self.assertEqual(json.loads(res.stdout.strip().splitlines()[-1]), ["matplotlib", "plotly"])
 
 
+
+class TestCollectNames(Base):
+    def test_names_limit_variables(self):
+        ns = {"__name__": "__main__", "__builtins__": __builtins__, "a": 1, "b": [1, 2]}
+        outputs.before(ns, {})
+        out = outputs.collect(ns, outputs.NO_VALUE, {}, {"b"})
+        self.assertEqual(list(out["variables"]), ["b"])
+        self.assertEqual(out["variables"]["b"]["len"], 2)
+
+
+class _InTempDir(unittest.TestCase):
+    """Each test runs in a fresh working directory with an empty outputs/,
+    and fails instead of hanging (a FIFO opened by mistake would block)."""
+
+    def setUp(self):
+        import signal
+        import tempfile
+
+        import workdir
+
+        self.workdir = workdir
+        self.old = os.getcwd()
+        self.dir = tempfile.mkdtemp(prefix="wd", dir="/tmp")
+        self.outside = tempfile.mkdtemp(prefix="outside", dir="/tmp")
+        os.chdir(self.dir)
+        workdir.ensure_outputs()
+        signal.signal(signal.SIGALRM, self._hung)
+        signal.alarm(10)
+
+    def _hung(self, signum, frame):
+        raise AssertionError("the call hung")
+
+    def tearDown(self):
+        import shutil
+        import signal
+
+        signal.alarm(0)
+        os.chdir(self.old)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.outside, ignore_errors=True)
+
+    def write(self, rel, data):
+        path = os.path.join("outputs", rel)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def names(self, files):
+        return [f["name"] for f in files]
+
+
+class TestOutputFiles(_InTempDir):
+    def test_regular_and_nested_files(self):
+        self.write("r.txt", b"hello")
+        self.write("a/b/c/f.csv", b"x,y\n1,2\n")
+        out = self.workdir.Tracker().scan({})
+        self.assertEqual(self.names(out["files"]), ["a/b/c/f.csv", "r.txt"])
+        self.assertEqual(out["files"][1], {"name": "r.txt", "size": 5, "content": base64.b64encode(b"hello").decode()})
+        self.assertFalse(out["files_truncated"])
+        self.assertEqual(out["files_skipped"], [])
+        json.dumps(out, allow_nan=False)
+
+    def test_symlinks_fifo_socket_are_skipped(self):
+        import socket
+
+        os.symlink("/etc/passwd", "outputs/passwd")
+        os.symlink("/etc", "outputs/etc")
+        os.symlink(self.outside, "outputs/out")
+        with open(os.path.join(self.outside, "secret"), "w") as f:
+            f.write("s")
+        os.mkfifo("outputs/fifo")
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.bind("outputs/sock")
+            self.write("ok.txt", b"1")
+            out = self.workdir.Tracker().scan({})
+        finally:
+            sock.close()
+        self.assertEqual(self.names(out["files"]), ["ok.txt"])
+        self.assertEqual(
+            {e["name"]: e["reason"] for e in out["files_skipped"]},
+            {"passwd": "symlink", "etc": "symlink", "out": "symlink", "fifo": "fifo", "sock": "socket"},
+        )
+
+    def test_outputs_itself_a_symlink(self):
+        os.rmdir("outputs")
+        os.symlink(self.outside, "outputs")
+        with open(os.path.join(self.outside, "secret"), "w") as f:
+            f.write("s")
+        out = self.workdir.Tracker().scan({})
+        self.assertEqual(out["files"], [])
+        self.assertEqual(out["files_skipped"], [{"name": "outputs", "reason": "symlink"}])
+
+    def test_too_deep(self):
+        self.write("a/b/c/d/e.txt", b"deep")
+        self.write("a/b/c/ok.txt", b"ok")
+        out = self.workdir.Tracker().scan({})
+        self.assertEqual(self.names(out["files"]), ["a/b/c/ok.txt"])
+        self.assertEqual(out["files_skipped"], [{"name": "a/b/c/d", "reason": "directory too deep"}])
+
+    def test_caps(self):
+        for i in range(5):
+            self.write("f%d" % i, b"x" * 10)
+        self.write("big", b"y" * 11)
+        tr = self.workdir.Tracker
+        out = tr().scan({"max_file_bytes": 10})
+        self.assertEqual(self.names(out["files"]), ["f0", "f1", "f2", "f3", "f4"])
+        self.assertTrue(out["files_truncated"])
+        out = tr().scan({"max_files": 2})
+        self.assertEqual(len(out["files"]), 2)
+        self.assertTrue(out["files_truncated"])
+        out = tr().scan({"max_files_total_bytes": 25})
+        self.assertEqual(sum(f["size"] for f in out["files"]), 21)  # big (11) + f0 (10); f1 would pass 25
+        self.assertTrue(out["files_truncated"])
+        out = tr().scan({})
+        self.assertEqual(len(out["files"]), 6)
+        self.assertFalse(out["files_truncated"])
+
+    def test_many_entries_bounded(self):
+        os.mkdir("outputs/many")
+        for i in range(self.workdir.MAX_ENTRIES + 10):
+            os.close(os.open("outputs/many/%05d" % i, os.O_CREAT | os.O_WRONLY, 0o600))
+        t = time.monotonic()
+        out = self.workdir.Tracker().scan({})
+        self.assertLess(time.monotonic() - t, 5)
+        self.assertTrue(out["files_truncated"])
+        self.assertEqual(len(out["files"]), 20)
+
+    def test_change_tracking(self):
+        self.write("same.txt", b"same")
+        self.write("edit.txt", b"v1")
+        self.write("touch.txt", b"t")
+        os.mkfifo("outputs/fifo")
+        tr = self.workdir.Tracker()
+        first = tr.scan({})
+        self.assertEqual(self.names(first["files"]), ["edit.txt", "same.txt", "touch.txt"])
+        self.assertEqual(len(first["files_skipped"]), 1)
+        again = tr.scan({})
+        self.assertEqual(again["files"], [])
+        self.assertEqual(again["files_skipped"], [])  # the FIFO was reported already
+        self.write("edit.txt", b"v22")
+        os.utime("outputs/touch.txt", ns=(1, 1))  # same size and inode, new mtime
+        self.write("new/n.txt", b"n")
+        third = tr.scan({})
+        self.assertEqual(self.names(third["files"]), ["edit.txt", "new/n.txt", "touch.txt"])
+        self.assertEqual(base64.b64decode(third["files"][0]["content"]), b"v22")
+        os.remove("outputs/edit.txt")
+        self.write("edit.txt", b"v22")  # recreated: a new inode
+        self.assertEqual(self.names(tr.scan({})["files"]), ["edit.txt"])
+
+    def test_refresh_after_put(self):
+        tr = self.workdir.Tracker()
+        tr.scan({})
+        self.write("put.csv", b"p")
+        tr.refresh()
+        self.assertEqual(tr.scan({})["files"], [])
+
+
+class TestInputFiles(_InTempDir):
+    def files(self, *pairs):
+        return [{"name": n, "content": base64.b64encode(c).decode()} for n, c in pairs]
+
+    def test_writes_files(self):
+        req = self.files(("sales.csv", b"a,b\n1,2\n"), ("data.json", b"{}"), ("outputs/pre.txt", b"p"))
+        self.assertIsNone(self.workdir.write_files(req))
+        with open("sales.csv", "rb") as f:
+            self.assertEqual(f.read(), b"a,b\n1,2\n")
+        self.assertEqual(os.stat("sales.csv").st_mode & 0o777, 0o600)
+        self.assertTrue(os.path.isfile("outputs/pre.txt"))
+        self.assertTrue(all(item["content"] is None for item in req))  # dropped once written
+        self.assertIsNone(self.workdir.write_files(None))
+
+    def test_hostile_names(self):
+        before = set(os.listdir(self.outside)), set(os.listdir("/tmp"))
+        for name in ["../x", "/etc/passwd", "a/../b", "", ".", "..", "a\x00b", "a\nb", "a\x7fb", "a\\b",
+                     " lead", "trail ", "x" * 256, "a//b", "a/", "é" * 128, "\udcff", "a/b/c/d/e/f", 7, None]:
+            err = self.workdir.write_files([{"name": name, "content": "eA=="}])
+            self.assertIsNotNone(err, repr(name))
+            self.assertEqual(err["type"], "ValueError", (name, err))
+        self.assertEqual(os.listdir("."), ["outputs"])
+        self.assertEqual(before, (set(os.listdir(self.outside)), set(os.listdir("/tmp"))))
+        self.assertIsNone(self.workdir.write_files([{"name": "é" * 127, "content": ""}]))  # 254 bytes
+
+    def test_duplicates_bad_content(self):
+        err = self.workdir.write_files(self.files(("a", b"1"), ("a", b"2")))
+        self.assertIn("twice", err["message"])
+        err = self.workdir.write_files([{"name": "b", "content": "!!notbase64"}])
+        self.assertIsNotNone(err)
+        err = self.workdir.write_files([{"name": "c"}])
+        self.assertIsNotNone(err)
+        self.assertIsNotNone(self.workdir.write_files("nope"))
+
+    def test_no_write_through_symlink_or_fifo(self):
+        target = os.path.join(self.outside, "target")
+        with open(target, "w") as f:
+            f.write("keep")
+        os.symlink(target, "link")
+        os.symlink(self.outside, "dirlink")
+        os.mkfifo("fifo")
+        for name in ("link", "dirlink/target", "fifo"):
+            err = self.workdir.write_files(self.files((name, b"overwritten")))
+            self.assertIsNotNone(err, name)
+            self.assertEqual(err["type"], "OSError", err)
+        with open(target) as f:
+            self.assertEqual(f.read(), "keep")
+
+    def test_get_and_list(self):
+        self.write("by_region.csv", b"r,1\n")
+        with open("sales.csv", "w") as f:
+            f.write("s")
+        with open("by_region.csv", "w") as f:
+            f.write("shadowed")
+        os.symlink("/etc/passwd", "outputs/pw")
+        os.mkfifo("outputs/fifo")
+        got, err = self.workdir.get_file("by_region.csv", {})
+        self.assertIsNone(err)
+        self.assertEqual((got["name"], base64.b64decode(got["content"])), ("outputs/by_region.csv", b"r,1\n"))
+        got, err = self.workdir.get_file("sales.csv", {})
+        self.assertEqual(got["name"], "sales.csv")
+        got, err = self.workdir.get_file("outputs/by_region.csv", {})
+        self.assertEqual(got["size"], 4)
+        for name in ("pw", "fifo", "missing", "outputs"):
+            got, err = self.workdir.get_file(name, {})
+            self.assertIsNone(got)
+            self.assertEqual(err["type"], "FileNotFoundError", name)
+        got, err = self.workdir.get_file("../etc/passwd", {})
+        self.assertEqual(err["type"], "ValueError")
+        got, err = self.workdir.get_file("sales.csv", {"max_file_bytes": 0})
+        self.assertEqual(err["type"], "FileTooLargeError")
+        listed = self.workdir.list_files()
+        self.assertEqual(
+            [(f["name"], f["size"]) for f in listed["files"]],
+            [("by_region.csv", 8), ("outputs/by_region.csv", 4), ("sales.csv", 1)],
+        )
+        self.assertEqual({e["name"] for e in listed["files_skipped"]}, {"outputs/pw", "outputs/fifo"})
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -6,14 +6,19 @@ Started by the supervisor (supervisor/supervisor.c, PID 1) as
   0, 1, 2  /dev/null (1 and 2 become the capture pipes once the libraries
            are loaded, so nothing they print reaches the user's output)
   3        the result pipe: "<kind> <length>\\n" + payload messages
-  4        the request pipe: one request (JSON), then end of file
+  4        the request pipe: single-shot, one request (JSON) then end of
+           file; a session, "<length>\\n" + request (JSON) for each cell,
+           until end of file (the supervisor's header says which; a JSON
+           request starts with "{", a session's with a digit)
   5, 6     the stdout and stderr capture pipes
 
 Before the request it loads the libraries named by PYEXEC_PRELOAD ("none", or
-names joined by commas, e.g. "numpy,matplotlib"), warms its code paths, and
-sends "ready". Then it runs the user's code as __main__ (runner_child.py) and
-sends "report" and "outputs". Everything after the user's code starts is
-untrusted: the supervisor only bounds it and the service checks it.
+names joined by commas, e.g. "numpy,matplotlib"), warms its code paths,
+creates its working directory (workdir.py) and sends "ready". Then it runs
+the user's code as __main__ (runner_child.py) and sends "report" and
+"outputs", once, or in a session once per cell. Everything after the user's
+code starts is untrusted: the supervisor only bounds it and the service
+checks it.
 """
 
 import os
@@ -133,15 +138,57 @@ def memory_usage():
     return None
 
 
-def read_request():
-    chunks = []
-    while True:
-        data = os.read(REQ_FD, 1 << 16)
-        if not data:
-            break
-        chunks.append(data)
+def read_request(first):
+    """The single-shot request: first (what was read already) and the rest
+    up to the end of file, parsed. The raw bytes are dropped as soon as they
+    are text, and the text once parsed, so a request with large files is
+    held at most twice."""
+    data = first
+    chunk = os.read(REQ_FD, 1 << 16)
+    if chunk:
+        data = bytearray(first)
+        while chunk:
+            data += chunk
+            chunk = os.read(REQ_FD, 1 << 20)
     os.close(REQ_FD)
-    return jsonlite.loads(b"".join(chunks))
+    text = data.decode("utf-8")
+    del data, first
+    return jsonlite.loads(text)
+
+
+# The longest length line of a session's request ("<length>\\n").
+MAX_LENGTH_LINE = 24
+
+
+def session_requests(pending):
+    """Yields each cell's request body from the request pipe, as a list
+    holding one bytearray (the taker pops it, so it is freed once parsed);
+    pending is what was read already. Ends at the end of file."""
+    while True:
+        while b"\n" not in pending:
+            if len(pending) > MAX_LENGTH_LINE:
+                return
+            chunk = os.read(REQ_FD, 1 << 16)
+            if not chunk:
+                return
+            pending += chunk
+        nl = pending.index(b"\n")
+        length = int(pending[:nl])
+        body = bytearray(length)
+        have = min(length, len(pending) - nl - 1)
+        body[:have] = pending[nl + 1 : nl + 1 + have]
+        pending = pending[nl + 1 + have :]
+        view = memoryview(body)
+        while have < length:
+            n = os.readv(REQ_FD, [view[have:]])
+            if n == 0:
+                return
+            have += n
+        del view
+        box = [body]
+        del body
+        yield box
+        del box
 
 
 def main():
@@ -173,7 +220,12 @@ def main():
     }
     payload = jsonlite.dumps(ready, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     runner_child.send_message(RES_FD, "ready", payload.encode("utf-8"))
-    request = read_request()
+    first = os.read(REQ_FD, 1 << 16)
+    if first[:1].isdigit():
+        serve_session(runner_child, bytearray(first))
+        return
+    request = read_request(first)
+    del first
     runner_child.run(request, RES_FD)
     # Done: close the pipes, which is what the supervisor answers on, and
     # wait for its SIGKILL. Exiting here would make the kernel tear this
@@ -184,6 +236,16 @@ def main():
         except OSError:
             pass
     time.sleep(LINGER_SECONDS)
+
+
+def serve_session(runner_child, pending):
+    """Serves a session's cells until the supervisor closes the request
+    pipe. SIGINT (the supervisor's interrupt at a cell's deadline) is a
+    KeyboardInterrupt only while the user's code runs."""
+    runner_child._ignore_sigint()
+    session = runner_child.Session()
+    for box in session_requests(pending):
+        session.handle(box, RES_FD)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 Contract with runner_child.py:
   prepare(preloaded)            in the child, before "ready"
   before(namespace, options)    in the child, before the user's code
-  collect(namespace, value, options) -> dict   after it; must be JSON-safe
+  collect(namespace, value, options, names=None) -> dict   after it; must be
+                                JSON-safe; names (a set) limits the top-level
+                                names looked at (a session's cell: those it
+                                bound or rebound)
   empty() -> dict               the shape with nothing in it
 
 The dict has exactly: charts (list), dataframes (list), variables (dict),
@@ -199,7 +202,7 @@ def empty():
     return {"charts": [], "dataframes": [], "variables": {}, "result": None}
 
 
-def collect(namespace, value, options):
+def collect(namespace, value, options, names=None):
     global _state
     st = _state
     if st is None:
@@ -207,7 +210,7 @@ def collect(namespace, value, options):
     st.collecting = True
     out = empty()
     try:
-        _collect_into(st, out, namespace, value)
+        _collect_into(st, out, namespace, value, names)
     except BaseException as exc:  # never raise: keep what was gathered
         st.error("collect", exc)
     out["charts"] = st.charts
@@ -308,7 +311,7 @@ class _State:
 # ---------------------------------------------------------------- collect
 
 
-def _collect_into(st, out, namespace, value):
+def _collect_into(st, out, namespace, value, names=None):
     pd = sys.modules.get("pandas")
     # 1. The last bare expression.
     if value is not NO_VALUE and value is not None:
@@ -347,6 +350,8 @@ def _collect_into(st, out, namespace, value):
     variables = out["variables"]
     try:
         items = list(namespace.items())
+        if names is not None:
+            items = [(k, v) for k, v in items if k in names]
     except BaseException as exc:
         st.error("variables", exc)
         return

@@ -5,6 +5,23 @@ supervisor (supervisor.c). Its stdout and stderr are the supervisor's capture
 pipes; `res_w` is the private pipe for the report. Everything after `exec` is
 untrusted: the supervisor bounds whatever arrives on `res_w` and the service
 (runner/verdict.go) checks it.
+
+Single-shot (run): one request, the code runs once in a fresh __main__, and
+the pipes are closed after the report. A session (Session.handle) serves one
+request per cell with the pipes open, by its "op":
+  run   {"op": "run", "code", "timeout", "policy", "options", "files"}: the
+        files are written, then the code runs in the session's one __main__
+        (variables and imports persist); the outputs show the variables
+        (re)bound and the files under outputs/ created or changed by this
+        cell; pyplot figures are collected and closed at its end. SIGINT is
+        a KeyboardInterrupt while the user's code runs and ignored otherwise.
+  put   {"op": "put", "files": [...]}: writes the files.
+  get   {"op": "get", "name", "options"}: the outputs' "files" hold that one
+        file (workdir.get_file); errors FileNotFoundError, FileTooLargeError.
+  list  {"op": "list"}: the outputs' "files" list every regular file of the
+        working directory with its size, without content.
+Every cell ends with a "report" ({"error", "cpu_ms"}) and an "outputs"
+message (outputs.empty() plus the file fields of workdir.py).
 """
 
 import _ast  # not ast, json, signal: they import enum, re and functools,
@@ -16,6 +33,7 @@ import sys
 
 import jsonlite
 import outputs
+import workdir
 
 CODE_FILENAME = "<code>"
 NO_VALUE = outputs.NO_VALUE
@@ -28,8 +46,16 @@ def prepare(preloaded):
     outputs.prepare(preloaded)
 
 
+# How many outputs messages were sent: a session's cell that was cut short
+# (a late KeyboardInterrupt) still answers once.
+outputs_sent = 0
+
+
 def send_message(res_w, kind, payload):
     """Writes one message on the result pipe: b"<kind> <length>\\n" + payload."""
+    global outputs_sent
+    if kind == "outputs":
+        outputs_sent += 1
     data = b"%s %d\n" % (kind.encode("ascii"), len(payload)) + payload
     view = memoryview(data)
     while view:
@@ -217,8 +243,10 @@ def compile_code(code):
     return body, tail
 
 
-def run_user_code(code, namespace):
-    """Returns (error or None, value of the last expression or NO_VALUE)."""
+def run_user_code(code, namespace, interruptible=False):
+    """Returns (error or None, value of the last expression or NO_VALUE).
+    interruptible (a session): SIGINT raises KeyboardInterrupt only while
+    the code runs, and is ignored again once it returns."""
     linecache.cache[CODE_FILENAME] = (len(code), None, code.splitlines(True), CODE_FILENAME)
     try:
         body, tail = compile_code(code)
@@ -230,8 +258,15 @@ def run_user_code(code, namespace):
         err["message"] = "code could not be compiled: %s" % (exc,)
         return err, NO_VALUE
     try:
-        exec(body, namespace)
-        value = eval(tail, namespace) if tail is not None else NO_VALUE
+        if not interruptible:
+            exec(body, namespace)
+            return None, (eval(tail, namespace) if tail is not None else NO_VALUE)
+        try:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            exec(body, namespace)
+            value = eval(tail, namespace) if tail is not None else NO_VALUE
+        finally:
+            _ignore_sigint()
         return None, value
     except SystemExit as exc:
         if exc.code is None or exc.code == 0:
@@ -292,7 +327,7 @@ def setup():
         pass
     _set_streams()
     route_warnings()
-    os.chdir("/tmp")
+    workdir.prepare()
 
 
 def warm():
@@ -306,42 +341,21 @@ def warm():
         body, tail = compile_code(req["code"])
         exec(body, ns)
         collected = outputs.collect(ns, eval(tail, ns), {})
+        collected.update(workdir.Tracker().scan({}))
         jsonlite.dumps({"error": None, "cpu_ms": _request_cpu_ms()}).encode("utf-8")
         jsonlite.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except BaseException:
         pass
 
 
-def run(request, res_w):
-    """Runs the request's code in this (set-up) child and reports on res_w."""
-    global _cpu_at_request
-    _cpu_at_request = _cpu_ms()
-    violations = policy_violations(request)
-    if violations:
-        report_policy_violations(res_w, violations)
-        return
-
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__doc__": None}
-    module = type(sys)("__main__")
-    module.__dict__.update(namespace)
-    namespace = module.__dict__
-    sys.modules["__main__"] = module
-    sys.argv = ["<code>"]
-
-    options = request.get("options") or {}
-    outputs.before(namespace, options)
-    error, value = run_user_code(request["code"], namespace)
-    _flush_streams()
-    try:
-        collected = outputs.collect(namespace, value, options)
-    except BaseException as exc:  # outputs must never hide the run's result
-        collected = outputs.empty()
-        collected["collect_error"] = "%s: %s" % (type(exc).__name__, exc)
-    _flush_streams()
+def _send_report(res_w, error):
     report = jsonlite.dumps(
         {"error": _cap_error(error), "cpu_ms": _request_cpu_ms()}, ensure_ascii=False, default=repr
     ).encode("utf-8")
     send_message(res_w, "report", report)
+
+
+def _send_outputs(res_w, collected):
     try:
         payload = jsonlite.dumps(collected, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
@@ -349,6 +363,82 @@ def run(request, res_w):
         empty["collect_error"] = "outputs were not valid JSON: %s" % (exc,)
         payload = jsonlite.dumps(empty).encode("utf-8")
     send_message(res_w, "outputs", payload)
+
+
+def _no_files():
+    return {"files": [], "files_truncated": False, "files_skipped": []}
+
+
+def _fresh_main():
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__doc__": None}
+    module = type(sys)("__main__")
+    module.__dict__.update(namespace)
+    sys.modules["__main__"] = module
+    sys.argv = ["<code>"]
+    return module.__dict__
+
+
+def _ignore_sigint():
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+
+
+def execute(request, res_w, namespace, tracker, session=False):
+    """Checks the policy, writes the request's files, runs the code in
+    namespace and sends the report and the outputs (with the files under
+    outputs/ that tracker has not seen)."""
+    global _cpu_at_request
+    _cpu_at_request = _cpu_ms()
+    violations = policy_violations(request)
+    if violations:
+        report_policy_violations(res_w, violations)
+        return
+    options = request.get("options") or {}
+    error = workdir.write_files(request.get("files"))
+    if error is not None:
+        _send_report(res_w, error)
+        collected = outputs.empty()
+        collected.update(_no_files())
+        _send_outputs(res_w, collected)
+        return
+    if session:
+        workdir.ensure_outputs()
+        before = {k: id(v) for k, v in list(namespace.items())}
+    outputs.before(namespace, options)
+    error, value = run_user_code(request["code"], namespace, interruptible=session)
+    _flush_streams()
+    names = None
+    if session:
+        names = {k for k, v in list(namespace.items()) if before.get(k, before) != id(v)}
+    try:
+        collected = outputs.collect(namespace, value, options, names)
+    except BaseException as exc:  # outputs must never hide the run's result
+        collected = outputs.empty()
+        collected["collect_error"] = "%s: %s" % (type(exc).__name__, exc)
+    del value
+    if session:
+        _close_figures()
+    try:
+        collected.update(tracker.scan(options))
+    except BaseException as exc:
+        collected.update(_no_files())
+        collected["collect_error"] = (collected.get("collect_error", "") + "; files: %s: %s" % (type(exc).__name__, exc)).lstrip("; ")
+    _flush_streams()
+    _send_report(res_w, error)
+    _send_outputs(res_w, collected)
+
+
+def _close_figures():
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        try:
+            plt.close("all")
+        except BaseException:
+            pass
+
+
+def run(request, res_w):
+    """Runs the request's code in this (set-up) child and reports on res_w."""
+    execute(request, res_w, _fresh_main(), workdir.Tracker())
     # Close every pipe now: the supervisor answers without waiting for this
     # process's exit.
     for fd in (1, 2, res_w):
@@ -356,3 +446,66 @@ def run(request, res_w):
             os.close(fd)
         except OSError:
             pass
+
+
+class Session:
+    """A session's state: its __main__ and what its cells left in outputs/."""
+
+    def __init__(self):
+        self.namespace = None
+        self.tracker = workdir.Tracker()
+
+    def handle(self, box, res_w):
+        """Serves one cell (its request body, bytes, popped from the list
+        box so that it is freed once parsed) and reports on res_w. Whatever
+        happens, a report and an outputs message are sent."""
+        global _cpu_at_request
+        _cpu_at_request = _cpu_ms()
+        sent = outputs_sent
+        error = None
+        try:
+            try:
+                text = box.pop().decode("utf-8")
+                request = jsonlite.loads(text)
+            except (ValueError, UnicodeDecodeError) as exc:
+                request = None
+                error = workdir._error("ValueError", "bad request: %s" % (exc,))
+            text = None
+            if type(request) is not dict:
+                if error is None:
+                    error = workdir._error("ValueError", "bad request: not an object")
+                self._answer(res_w, error, _no_files())
+                return
+            op = request.get("op", "run")
+            if op == "run":
+                if self.namespace is None:
+                    self.namespace = _fresh_main()
+                execute(request, res_w, self.namespace, self.tracker, session=True)
+            elif op == "put":
+                error = workdir.write_files(request.get("files"))
+                self.tracker.refresh()  # what was put is no cell's output
+                self._answer(res_w, error, _no_files())
+            elif op == "get":
+                found, error = workdir.get_file(request.get("name"), request.get("options") or {})
+                files = _no_files()
+                if found is not None:
+                    files["files"].append(found)
+                self._answer(res_w, error, files)
+            elif op == "list":
+                self._answer(res_w, None, workdir.list_files())
+            else:
+                self._answer(res_w, workdir._error("ValueError", "unknown op %r" % (str(op)[:100],)), _no_files())
+        except BaseException as exc:  # a late KeyboardInterrupt, a broken pipe
+            if outputs_sent == sent:
+                try:
+                    self._answer(res_w, describe_error(exc), _no_files())
+                except BaseException:
+                    pass
+        finally:
+            _ignore_sigint()
+
+    def _answer(self, res_w, error, files):
+        collected = outputs.empty()
+        collected.update(files)
+        _send_report(res_w, error)
+        _send_outputs(res_w, collected)

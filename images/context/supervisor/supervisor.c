@@ -3,9 +3,9 @@
  *
  * It starts the runner child (/opt/pyexec/child.py, one Python process) at
  * once, passes its "ready" message on as a frame, forwards one request from
- * stdin to it, captures its stdout and stderr through pipes with size caps,
- * enforces the deadline, and writes what happened as frames on the
- * container's stdout. It never interprets the child's report: the service
+ * stdin to it (or, in a session, one request per cell), captures its stdout
+ * and stderr through pipes with size caps, enforces the deadline, and writes
+ * what happened as frames on the container's stdout. It never interprets the child's report: the service
  * does, with the same care as anything else the child sends.
  *
  * Only this process writes to the container's stdout. The child has its fd 1
@@ -18,9 +18,21 @@
  * interpreter, not two: a second Python process cost about 35 ms of CPU per
  * execution, most of the harness's overhead over a bare container.
  *
- * stdin (from the service):
- *     "run <timeout_ms> <stdout_cap> <stderr_cap> <outputs_cap> <length>\n"
- *     followed by <length> bytes of request JSON, handed to the child as is.
+ * stdin (from the service), one of two modes chosen by the first header:
+ *   single-shot: "run <timeout_ms> <stdout_cap> <stderr_cap> <outputs_cap> <length>\n"
+ *     followed by <length> bytes of request JSON, handed to the child as is
+ *     (then its request pipe is closed); frames for the one execution
+ *     follow, then this process exits.
+ *   session: "cell <timeout_ms> <stdout_cap> <stderr_cap> <outputs_cap> <length>\n"
+ *     and <length> bytes, again and again: each body is handed to the child
+ *     as "<length>\n" + body on its request pipe, which stays open; each cell
+ *     gets its frames (stdout, stderr, report, outputs, exit). At the
+ *     deadline the child gets SIGINT (a KeyboardInterrupt in the user's
+ *     code); if it has not reported INTERRUPT_GRACE_MS later, its process
+ *     group is killed. While the child lives the exit frame says "alive" and
+ *     the next header is awaited; once it ended (killed, exited, OOM) this
+ *     process exits after the cell's frames. End of stdin between cells
+ *     ends the session without a frame.
  * stdout (frames): "PYEXEC1 <kind> <length>\n" <payload> "\n", kinds:
  *     ready    the child's ready message (written before any user code)
  *     stdout   the first stdout_cap bytes the child wrote on fd 1
@@ -62,7 +74,8 @@
 enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
 
 /* Caps on what is accepted from the service and from the child. */
-#define MAX_REQUEST_BYTES (8u << 20)
+/* A request carries up to 64 MiB of input files (base64) besides the code. */
+#define MAX_REQUEST_BYTES (96u << 20)
 #define MAX_REPORT_BYTES (1u << 20)
 #define MAX_READY_BYTES (64u << 10)
 #define MAX_OUTPUTS_CAP (256u << 20)
@@ -75,6 +88,11 @@ enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
 #define DRAIN_GRACE_MS 200
 /* How often the child's exit is polled for while it runs. */
 #define POLL_MS 50
+/* In a session, how long a child interrupted at the deadline (SIGINT) has
+ * to report before its process group is killed and the session ends. */
+#define INTERRUPT_GRACE_MS 1000
+/* The longest request header line (both modes). */
+#define MAX_HEADER_BYTES 128
 
 /* ------------------------------------------------------------ utilities */
 
@@ -161,19 +179,26 @@ static void buf_feed(struct buf *b, const char *p, size_t n) {
 
 /* ------------------------------------------------- the child's messages */
 
-/* A message received whole on the result pipe. */
+/* A message received whole on the result pipe (or, in a cell, dropped
+ * because it was over its cap: seen, with dropped set and no payload). */
 struct msg {
-    bool seen;
+    bool seen, dropped;
     size_t off, len;
 };
 
 /* msgs parses "<kind> <length>\n" <payload> messages as they arrive. Only
- * the first message of each kind counts. */
+ * the first message of each kind counts. In a cell (cells set), the pipe
+ * outlives the message: a message that is not wanted or is over its cap is
+ * skipped as it arrives rather than kept, so the report and outputs that
+ * count always fit and the cell can end without the pipe's end. */
 struct msgs {
     struct buf b;
     size_t scan; /* where the next header starts */
     bool malformed;
     struct msg ready, report, outputs;
+    bool cells;
+    size_t outputs_cap; /* cells: the largest outputs message kept */
+    uint64_t skip;      /* cells: bytes of a dropped message still to come */
 };
 
 /* overflow: more arrived than the buffer keeps. */
@@ -203,8 +228,6 @@ static void msgs_scan(struct msgs *m) {
             size = size * 10 + (uint64_t)(*p - '0');
         }
         size_t hdr = (size_t)(nl + 1 - start);
-        if (size > avail - hdr)
-            return; /* not whole yet */
         size_t klen = (size_t)(sp - start);
         struct msg *slot = NULL;
         if (klen == 5 && memcmp(start, "ready", 5) == 0)
@@ -213,6 +236,28 @@ static void msgs_scan(struct msgs *m) {
             slot = &m->report;
         else if (klen == 7 && memcmp(start, "outputs", 7) == 0)
             slot = &m->outputs;
+        if (m->cells) {
+            uint64_t cap = slot == &m->report ? MAX_REPORT_BYTES : slot == &m->outputs ? m->outputs_cap : 0;
+            uint64_t room = m->b.limit - m->scan - hdr;
+            if (slot == NULL || slot == &m->ready || slot->seen || size > cap || size > room) {
+                /* Dropped: what of it is here goes, the rest is skipped. */
+                if (slot != NULL && !slot->seen) {
+                    slot->seen = slot->dropped = true;
+                    slot->len = (size_t)size;
+                }
+                size_t here = avail - hdr;
+                if (size <= here) {
+                    memmove(m->b.data + m->scan, start + hdr + size, here - (size_t)size);
+                    m->b.len -= hdr + (size_t)size;
+                } else {
+                    m->skip = size - here;
+                    m->b.len = m->scan;
+                }
+                continue;
+            }
+        }
+        if (size > avail - hdr)
+            return; /* not whole yet */
         if (slot != NULL && !slot->seen) {
             slot->seen = true;
             slot->off = m->scan + hdr;
@@ -223,12 +268,42 @@ static void msgs_scan(struct msgs *m) {
 }
 
 static void msgs_feed(struct msgs *m, const char *p, size_t n) {
-    buf_feed(&m->b, p, n);
-    msgs_scan(m);
+    if (!m->cells) {
+        buf_feed(&m->b, p, n);
+        msgs_scan(m);
+        return;
+    }
+    while (n > 0 && !m->malformed) {
+        if (m->skip > 0) {
+            size_t k = m->skip < n ? (size_t)m->skip : n;
+            m->skip -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        /* Feed no more than fits, so no byte is lost before the scan has
+         * decided whether to keep or skip the message it belongs to. */
+        size_t room = m->b.limit - m->b.len;
+        size_t k = n < room ? n : room;
+        if (k == 0) {
+            m->malformed = true; /* cannot happen: kept messages fit */
+            return;
+        }
+        buf_feed(&m->b, p, k);
+        if (m->b.nomem) {
+            m->malformed = true;
+            return;
+        }
+        p += k;
+        n -= k;
+        msgs_scan(m);
+    }
 }
 
-/* complete: the report and the outputs have both arrived. */
-static bool msgs_complete(const struct msgs *m) { return m->report.seen && m->outputs.seen; }
+/* complete: the report and the outputs have both arrived (and, in a cell,
+ * the rest of a dropped message too, so that the next cell starts with its
+ * own messages). */
+static bool msgs_complete(const struct msgs *m) { return m->report.seen && m->outputs.seen && m->skip == 0; }
 
 /* --------------------------------------------------------------- cgroup */
 
@@ -268,6 +343,14 @@ static int64_t peak_memory(void) {
     int64_t v = cgroup_value("/sys/fs/cgroup/memory/memory.max_usage_in_bytes", NULL);
     if (v < 0)
         v = cgroup_value("/sys/fs/cgroup/memory.peak", NULL);
+    return v;
+}
+
+/* Current memory use of the whole container in bytes, or -1. */
+static int64_t current_memory(void) {
+    int64_t v = cgroup_value("/sys/fs/cgroup/memory/memory.usage_in_bytes", NULL);
+    if (v < 0)
+        v = cgroup_value("/sys/fs/cgroup/memory.current", NULL);
     return v;
 }
 
@@ -399,19 +482,23 @@ static bool wait_ready(struct child *c, struct msgs *m) {
 /* ---------------------------------------------------------- the request */
 
 struct request {
+    bool cell; /* a session's cell ("cell"), else single-shot ("run") */
     int64_t timeout_ms;
     size_t stdout_cap, stderr_cap, outputs_cap, length;
 };
 
-/* parse_request_header parses "run <timeout_ms> <out> <err> <outputs> <len>". */
+/* parse_request_header parses "<run|cell> <timeout_ms> <out> <err> <outputs> <len>\n". */
 static bool parse_request_header(const char *line, struct request *r) {
     unsigned long long t, so, se, oc, n;
-    char tail;
-    if (sscanf(line, "run %llu %llu %llu %llu %llu%c", &t, &so, &se, &oc, &n, &tail) != 6 || tail != '\n')
+    char word[5], tail;
+    if (sscanf(line, "%4s %llu %llu %llu %llu %llu%c", word, &t, &so, &se, &oc, &n, &tail) != 7 || tail != '\n')
+        return false;
+    if (strcmp(word, "run") != 0 && strcmp(word, "cell") != 0)
         return false;
     if (t == 0 || t > MAX_TIMEOUT_MS || so > MAX_STREAM_CAP || se > MAX_STREAM_CAP || oc > MAX_OUTPUTS_CAP ||
         n == 0 || n > MAX_REQUEST_BYTES)
         return false;
+    r->cell = word[0] == 'c';
     r->timeout_ms = (int64_t)t;
     r->stdout_cap = so;
     r->stderr_cap = se;
@@ -420,59 +507,120 @@ static bool parse_request_header(const char *line, struct request *r) {
     return true;
 }
 
-/* forward_request reads the request header from stdin (waiting for it as
- * long as the sandbox sits in the pool), sets *started once it is there, and
- * passes the body to the child, then closes the child's request pipe. A
- * child that stopped reading (it died) is not an error here: its end shows
- * in the exit frame. */
-static const char *forward_request(struct child *c, struct request *r, int64_t *started, int64_t *cpu_before) {
-    char chunk[65536];
+/* The service's stdin, read through one buffer: a header read may take in
+ * bytes past its line (the body, or in a session the next cell), which the
+ * body's forwarding then uses first. A body is never read past its end. */
+static struct {
+    char data[65536];
+    size_t off, len;
+} in;
+
+enum { HEADER_OK, HEADER_EOF, HEADER_MISSING, HEADER_LONG, HEADER_BAD };
+
+/* read_header reads one header line from stdin (waiting for it as long as
+ * the sandbox sits in the pool, or the session between cells) and parses
+ * it. HEADER_EOF: stdin ended before any byte of it. */
+static int read_header(struct request *r) {
+    char line[MAX_HEADER_BYTES + 2];
     size_t have = 0;
-    char *nl = NULL;
-    while (nl == NULL) {
-        if (have == 128)
-            return "request header too long";
-        ssize_t n = read(0, chunk + have, 128 - have);
+    for (;;) {
+        while (in.off < in.len) {
+            if (have == MAX_HEADER_BYTES)
+                return HEADER_LONG;
+            char ch = in.data[in.off++];
+            line[have++] = ch;
+            if (ch == '\n') {
+                line[have] = '\0';
+                return parse_request_header(line, r) ? HEADER_OK : HEADER_BAD;
+            }
+        }
+        in.off = in.len = 0;
+        ssize_t n = read(0, in.data, MAX_HEADER_BYTES);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return "request missing";
-        have += (size_t)n;
-        nl = memchr(chunk, '\n', have);
+            return have == 0 ? HEADER_EOF : HEADER_MISSING;
+        in.len = (size_t)n;
     }
-    size_t hdr = (size_t)(nl + 1 - chunk);
-    char line[130];
-    memcpy(line, chunk, hdr);
-    line[hdr] = '\0';
-    if (!parse_request_header(line, r))
+}
+
+static const char *header_problem(int h) {
+    switch (h) {
+    case HEADER_LONG:
+        return "request header too long";
+    case HEADER_BAD:
         return "bad request header";
-    *started = now_us(); /* the deadline runs from the request, not from ready */
-    *cpu_before = child_cpu_us(c->pid);
-    size_t left = r->length;
-    bool open = true;
-    size_t first = have - hdr < left ? have - hdr : left;
-    char *p = chunk + hdr;
-    size_t n = first;
-    for (;;) {
-        if (open && n > 0) {
-            struct iovec iov = {p, n};
-            open = write_all(c->req, &iov, 1);
-        }
-        left -= n;
-        if (left == 0)
-            break;
-        ssize_t got = read(0, chunk, left < sizeof chunk ? left : sizeof chunk);
-        if (got < 0 && errno == EINTR) {
-            n = 0;
+    default:
+        return "request missing";
+    }
+}
+
+/* write_child writes to the child's request pipe. Single-shot (deadline
+ * < 0): blocking, as the child reads the whole request before it runs
+ * anything. In a cell the pipe is non-blocking and the write gives up at
+ * the deadline (the user's code of an earlier cell may have stopped the
+ * child's reading): the cell then times out as usual. False on error or
+ * timeout. */
+static bool write_child(int fd, const char *p, size_t n, int64_t deadline) {
+    if (deadline < 0) {
+        struct iovec iov = {(void *)p, n};
+        return write_all(fd, &iov, 1);
+    }
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
             continue;
         }
-        if (got <= 0)
-            return "request truncated";
-        p = chunk;
-        n = (size_t)got;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN)
+            return false;
+        int64_t left = deadline - now_us();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        int pr = poll(&pfd, 1, (int)((left + 999) / 1000));
+        if (pr < 0 && errno != EINTR)
+            return false;
     }
-    close(c->req);
-    c->req = -1;
+    return true;
+}
+
+/* forward_body passes the request's body from stdin to the child (while it
+ * takes it: a child that stopped reading is not an error here, its end
+ * shows in the exit frame) without holding more than one buffer of it. A
+ * cell's body is preceded by its length. */
+static const char *forward_body(struct child *c, const struct request *r, int64_t deadline) {
+    size_t left = r->length;
+    bool open = true;
+    if (r->cell) {
+        char prefix[32];
+        int k = snprintf(prefix, sizeof prefix, "%zu\n", r->length);
+        open = write_child(c->req, prefix, (size_t)k, deadline);
+    }
+    while (left > 0) {
+        const char *p;
+        size_t n;
+        if (in.off < in.len) {
+            p = in.data + in.off;
+            n = in.len - in.off < left ? in.len - in.off : left;
+            in.off += n;
+        } else {
+            ssize_t got = read(0, in.data, left < sizeof in.data ? left : sizeof in.data);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                return "request truncated";
+            in.off = in.len = 0;
+            p = in.data;
+            n = (size_t)got;
+        }
+        if (open)
+            open = write_child(c->req, p, n, deadline);
+        left -= n;
+    }
     return NULL;
 }
 
@@ -581,10 +729,108 @@ static void supervise(struct child *c, const struct request *r, struct buf *out,
             close(fds[i].fd);
 }
 
-/* write_exit writes the exit frame: numbers and fixed words only. */
+/* drain reads what the child's stdout and stderr pipes hold now, without
+ * waiting for more (a cell's child keeps them open), for at most the drain
+ * grace (a thread of the user's may write on and on). */
+static void drain(struct child *c, struct buf *out, struct buf *err) {
+    static char chunk[65536];
+    int64_t until = now_us() + DRAIN_GRACE_MS * 1000;
+    while (now_us() < until) {
+        struct pollfd fds[2] = {{c->out, POLLIN, 0}, {c->err, POLLIN, 0}};
+        int n = poll(fds, 2, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || fds[i].revents == 0)
+                continue;
+            ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
+            if (got < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (got > 0) {
+                buf_feed(i == 0 ? out : err, chunk, (size_t)got);
+            } else {
+                close(fds[i].fd);
+                *(i == 0 ? &c->out : &c->err) = -1;
+            }
+        }
+    }
+}
+
+/* supervise_cell captures the child's pipes for one cell of a session until
+ * the child has reported (it lives on: the pipes are drained of what it
+ * wrote before, and stay open), or it has ended and they are drained. At the
+ * deadline the child gets SIGINT, and INTERRUPT_GRACE_MS later, if it still
+ * has not reported, SIGKILL for its process group. A pipe that ends stays
+ * closed for the rest of the session. */
+static void supervise_cell(struct child *c, const struct request *r, struct buf *out, struct buf *err,
+                           struct msgs *m, struct outcome *o, int64_t started) {
+    int *ends[3] = {&c->out, &c->err, &c->res};
+    struct buf *sinks[3] = {out, err, NULL};
+    int64_t deadline = started + r->timeout_ms * 1000;
+    int64_t kill_at = -1; /* once interrupted: when the grace ends */
+    int64_t ended = -1;   /* when the child was reaped */
+    static char chunk[65536];
+
+    for (;;) {
+        int64_t now = now_us();
+        reap(c, o, WNOHANG);
+        if (!o->reaped && msgs_complete(m)) {
+            drain(c, out, err);
+            break;
+        }
+        if (!o->reaped && kill_at < 0 && now >= deadline) {
+            o->timed_out = true;
+            kill(c->pid, SIGINT);
+            kill_at = now + INTERRUPT_GRACE_MS * 1000;
+        } else if (!o->reaped && kill_at >= 0 && now >= kill_at) {
+            kill_child(c->pid);
+            reap(c, o, 0);
+        }
+        if (o->reaped && ended < 0)
+            ended = now_us();
+        bool open = c->out >= 0 || c->err >= 0 || c->res >= 0;
+        if (ended >= 0 && (!open || now - ended > DRAIN_GRACE_MS * 1000))
+            break;
+        int64_t wait_ms = DRAIN_GRACE_MS;
+        if (ended < 0) {
+            int64_t next = kill_at >= 0 ? kill_at : deadline;
+            wait_ms = (next - now + 999) / 1000;
+            if (wait_ms > POLL_MS)
+                wait_ms = POLL_MS;
+            if (wait_ms < 0)
+                wait_ms = 0;
+        }
+        struct pollfd fds[3] = {{c->out, POLLIN, 0}, {c->err, POLLIN, 0}, {c->res, POLLIN, 0}};
+        int n = poll(fds, 3, (int)wait_ms);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; n > 0 && i < 3; i++) {
+            if (fds[i].fd < 0 || fds[i].revents == 0)
+                continue;
+            ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
+            if (got < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (got > 0) {
+                if (sinks[i] != NULL)
+                    buf_feed(sinks[i], chunk, (size_t)got);
+                else
+                    msgs_feed(m, chunk, (size_t)got);
+            } else {
+                close(fds[i].fd);
+                *ends[i] = -1;
+            }
+        }
+    }
+    o->elapsed_us = now_us() - started;
+}
+
+/* write_exit writes the exit frame: numbers and fixed words only. alive:
+ * a session's child that reported and waits for the next cell. */
 static void write_exit(const struct outcome *o, const struct buf *out, const struct buf *err, const struct msgs *m,
-                       bool oom, bool outputs_overflow) {
-    const char *state = "reported";
+                       bool oom, bool outputs_overflow, bool alive) {
+    const char *state = alive ? "alive" : "reported";
     int code = 0, sig = 0;
     int64_t cpu_us = o->cpu_after; /* CPU since the request; -1: unknown */
     if (o->reaped) {
@@ -604,16 +850,86 @@ static void write_exit(const struct outcome *o, const struct buf *out, const str
             code = WEXITSTATUS(o->status);
         }
     }
-    char body[512];
+    char body[640];
     int n = snprintf(body, sizeof body,
                      "{\"state\":\"%s\",\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,"
                      "\"execution_us\":%" PRId64 ",\"cpu_us\":%" PRId64 ",\"peak_memory_bytes\":%" PRId64
-                     ",\"oom_killed\":%s,\"stdout_bytes\":%" PRIu64 ",\"stderr_bytes\":%" PRIu64
-                     ",\"outputs_overflow\":%s,\"report_malformed\":%s}",
+                     ",\"memory_bytes\":%" PRId64 ",\"oom_killed\":%s,\"stdout_bytes\":%" PRIu64
+                     ",\"stderr_bytes\":%" PRIu64 ",\"outputs_overflow\":%s,\"report_malformed\":%s}",
                      state, code, sig, o->timed_out ? "true" : "false", o->elapsed_us, cpu_us, peak_memory(),
-                     oom ? "true" : "false", out->total, err->total, outputs_overflow ? "true" : "false",
-                     m->malformed ? "true" : "false");
+                     current_memory(), oom ? "true" : "false", out->total, err->total,
+                     outputs_overflow ? "true" : "false", m->malformed ? "true" : "false");
     write_frame("exit", body, (size_t)n);
+}
+
+/* write_result writes the frames of one execution or cell, exit last. */
+static void write_result(const struct outcome *o, const struct buf *out, const struct buf *err,
+                         const struct msgs *m, const struct request *r, bool oom, bool alive) {
+    write_frame("stdout", out->data, out->len);
+    write_frame("stderr", err->data, err->len);
+    if (m->report.seen && !m->report.dropped && m->report.len <= MAX_REPORT_BYTES)
+        write_frame("report", m->b.data + m->report.off, m->report.len);
+    /* The outputs are dropped when more arrived than the pipe's cap or they
+     * alone exceed theirs. */
+    bool outputs_overflow = m->outputs.dropped || (!m->cells && msgs_overflow(m)) ||
+                            (m->outputs.seen && m->outputs.len > r->outputs_cap);
+    if (m->outputs.seen && !outputs_overflow)
+        write_frame("outputs", m->b.data + m->outputs.off, m->outputs.len);
+    write_exit(o, out, err, m, oom, outputs_overflow, alive);
+}
+
+/* session serves cells until the child ends or stdin does; r is the first
+ * cell's header, already read. */
+static int session(struct child *c, struct request *r) {
+    /* The request pipe outlives a cell: writes to it must not block past a
+     * deadline. */
+    int fl = fcntl(c->req, F_GETFL);
+    if (fl < 0 || fcntl(c->req, F_SETFL, fl | O_NONBLOCK) < 0) {
+        kill_child(c->pid);
+        return fail("the runner process could not be set up");
+    }
+    for (;;) {
+        int64_t oom_before = oom_kills();
+        struct outcome o = {.cpu_before = child_cpu_us(c->pid), .cpu_after = -1};
+        /* The deadline runs once the request is in (a large one takes a
+         * while to arrive); passing it on may take the timeout at most. */
+        int64_t timeout_us = r->timeout_ms * 1000;
+        int64_t fwd_deadline = now_us() + timeout_us;
+        const char *bad = forward_body(c, r, fwd_deadline);
+        if (bad != NULL) {
+            kill_child(c->pid);
+            return fail(bad);
+        }
+        int64_t started = now_us();
+        if (started >= fwd_deadline)
+            started = fwd_deadline - timeout_us; /* stalled: the deadline is past */
+        /* From here the child is untrusted: everything it sends is bounded. */
+        struct msgs m = {.b = {.limit = MAX_REPORT_BYTES + r->outputs_cap + 2 * MAX_MSG_HEADER},
+                         .cells = true,
+                         .outputs_cap = r->outputs_cap};
+        struct buf out = {.limit = r->stdout_cap}, err = {.limit = r->stderr_cap};
+        supervise_cell(c, r, &out, &err, &m, &o, started);
+        bool alive = !o.reaped;
+        if (alive)
+            o.cpu_after = child_cpu_us(c->pid);
+        write_result(&o, &out, &err, &m, r, oom_kills() > oom_before, alive);
+        free(out.data);
+        free(err.data);
+        free(m.b.data);
+        if (!alive) {
+            kill_child(c->pid); /* whatever of its process group is left */
+            return 0;
+        }
+        int h = read_header(r);
+        if (h == HEADER_EOF) {
+            kill_child(c->pid);
+            return 0;
+        }
+        if (h != HEADER_OK || !r->cell) {
+            kill_child(c->pid);
+            return fail(h != HEADER_OK ? header_problem(h) : "bad request header");
+        }
+    }
 }
 
 int main(void) {
@@ -632,32 +948,34 @@ int main(void) {
     write_frame("ready", m.b.data + m.ready.off, m.ready.len);
 
     struct request r;
+    int h = read_header(&r);
+    if (h != HEADER_OK) {
+        kill_child(c.pid);
+        return fail(header_problem(h));
+    }
+    if (r.cell) {
+        free(m.b.data);
+        return session(&c, &r);
+    }
     int64_t oom_before = oom_kills();
-    int64_t started = 0;
-    struct outcome o = {.cpu_before = -1, .cpu_after = -1};
-    const char *bad = forward_request(&c, &r, &started, &o.cpu_before);
+    struct outcome o = {.cpu_before = child_cpu_us(c.pid), .cpu_after = -1};
+    const char *bad = forward_body(&c, &r, -1);
     if (bad != NULL) {
         kill_child(c.pid);
         return fail(bad);
     }
+    /* The deadline runs from the request (once it is in: input files take
+     * a while to arrive), not from ready. */
+    int64_t started = now_us();
+    close(c.req);
+    c.req = -1;
     /* From here the child is untrusted: everything it sends is bounded. */
     m.b.limit = m.scan + MAX_REPORT_BYTES + r.outputs_cap + 2 * MAX_MSG_HEADER;
     struct buf out = {.limit = r.stdout_cap}, err = {.limit = r.stderr_cap};
     supervise(&c, &r, &out, &err, &m, &o, started);
     if (!o.reaped)
         o.cpu_after = child_cpu_us(c.pid); /* it lingers: its clock still reads */
-    bool oom = oom_kills() > oom_before;
-
-    write_frame("stdout", out.data, out.len);
-    write_frame("stderr", err.data, err.len);
-    if (m.report.seen && m.report.len <= MAX_REPORT_BYTES)
-        write_frame("report", m.b.data + m.report.off, m.report.len);
-    /* The outputs are dropped when more arrived than the pipe's cap or they
-     * alone exceed theirs. */
-    bool outputs_overflow = msgs_overflow(&m) || (m.outputs.seen && m.outputs.len > r.outputs_cap);
-    if (m.outputs.seen && !outputs_overflow)
-        write_frame("outputs", m.b.data + m.outputs.off, m.outputs.len);
-    write_exit(&o, &out, &err, &m, oom, outputs_overflow);
+    write_result(&o, &out, &err, &m, &r, oom_kills() > oom_before, false);
     kill_child(c.pid); /* the process group: leave nothing behind */
     return 0;
 }
