@@ -311,13 +311,21 @@ func TestReapRemovesLeftovers(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { _, _ = old.Run(ctx, runner.Request{Code: "while True: pass", Timeout: 30 * time.Second}) }()
-	deadline := time.Now().Add(dockertest.Scale(20 * time.Second))
-	for len(dockertest.Containers(t, e.cli, e.owner)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	// Its Run starts the validator, then the execution's container: wait
+	// for the latter, so that what Reap finds is settled.
+	hasExec := func() bool {
+		for _, c := range dockertest.Containers(t, e.cli, e.owner) {
+			if c.Labels[runner.LabelRole] == "exec" || c.Labels[runner.LabelRole] == "warm" {
+				return true
+			}
+		}
+		return false
 	}
+	dockertest.WaitFor(t, "the crashed runner's execution container", 20*time.Second, hasExec)
+	left := len(dockertest.Containers(t, e.cli, e.owner))
 	n, err := e.r.Reap(t.Context())
-	if err != nil || n != 1 {
-		t.Fatalf("Reap = %d, %v; want 1 container removed", n, err)
+	if err != nil || n != left || n < 1 {
+		t.Fatalf("Reap = %d, %v; want the %d containers of the crashed runner removed", n, err, left)
 	}
 	cancel()
 	_ = old.Close(t.Context())
