@@ -17,7 +17,6 @@ package web
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -27,12 +26,12 @@ import (
 	"path"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gorilla/mux"
+
+	"github.com/pyexec/pyexec/internal/static"
 )
 
 // Routes served by Register.
@@ -85,33 +84,6 @@ const (
 	pageCSP = metaCSP + "; frame-ancestors 'none'"
 )
 
-// blob is one file ready to serve: its bytes, their gzip when that is worth
-// it, and an ETag for each.
-type blob struct {
-	ctype  string
-	body   []byte
-	etag   string
-	gz     []byte
-	gzETag string
-}
-
-func newBlob(ctype string, body []byte) *blob {
-	sum := sha256.Sum256(body)
-	tag := hex.EncodeToString(sum[:8])
-	b := &blob{ctype: ctype, body: body, etag: `"` + tag + `"`}
-	if !strings.HasPrefix(ctype, "image/png") && len(body) > 1024 {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
-		_, _ = zw.Write(body)                                    // a bytes.Buffer does not fail
-		_ = zw.Close()
-		if buf.Len() < len(body)*9/10 {
-			b.gz = buf.Bytes()
-			b.gzETag = `"` + tag + `-gz"`
-		}
-	}
-	return b
-}
-
 // servedExt are the asset types served; licences and the page's template
 // stay in the binary unserved.
 var servedExt = map[string]string{
@@ -124,13 +96,13 @@ var servedExt = map[string]string{
 // bundles takes a moment that a process which never serves the page should
 // not pay.
 type site struct {
-	page    *blob
-	assets  map[string]*blob // by file name
-	version string           // hash of all assets, the ?v= of the page's links
+	page    *static.Blob
+	assets  map[string]*static.Blob // by file name
+	version string                  // hash of all assets, the ?v= of the page's links
 }
 
 var loadSite = sync.OnceValue(func() *site {
-	s := &site{assets: map[string]*blob{}}
+	s := &site{assets: map[string]*static.Blob{}}
 	h := sha256.New()
 	for _, name := range assetNames() {
 		body, err := distFiles.ReadFile("dist/" + name)
@@ -139,7 +111,7 @@ var loadSite = sync.OnceValue(func() *site {
 		}
 		fmt.Fprintf(h, "%s %d\n", name, len(body))
 		h.Write(body)
-		s.assets[name] = newBlob(servedExt[path.Ext(name)], body)
+		s.assets[name] = static.NewBlob(servedExt[path.Ext(name)], body)
 	}
 	s.version = hex.EncodeToString(h.Sum(nil)[:6])
 	body, err := distFiles.ReadFile("dist/index.html")
@@ -148,7 +120,7 @@ var loadSite = sync.OnceValue(func() *site {
 	}
 	body = bytes.ReplaceAll(body, []byte("{{version}}"), []byte(s.version))
 	body = bytes.ReplaceAll(body, []byte("{{csp}}"), []byte(metaCSP))
-	s.page = newBlob("text/html; charset=utf-8", body)
+	s.page = static.NewBlob("text/html; charset=utf-8", body)
 	return s
 })
 
@@ -175,7 +147,7 @@ func Register(r *mux.Router) {
 		h.Set("Content-Security-Policy", pageCSP)
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
-		serve(w, req, loadSite().page, cacheRevalidate)
+		static.Serve(w, req, loadSite().page, cacheRevalidate)
 	}).Methods(get...)
 
 	names := assetNames()
@@ -193,53 +165,6 @@ func Register(r *mux.Router) {
 		if req.URL.Query().Get("v") == st.version {
 			cache = cacheImmutable
 		}
-		serve(w, req, b, cache)
+		static.Serve(w, req, b, cache)
 	}).Methods(get...)
-}
-
-// serve writes b, gzipped when the client takes it, with conditional
-// requests (If-None-Match -> 304), HEAD and ranges handled by
-// http.ServeContent.
-func serve(w http.ResponseWriter, r *http.Request, b *blob, cache string) {
-	h := w.Header()
-	h.Set("Content-Type", b.ctype)
-	h.Set("Cache-Control", cache)
-	h.Set("X-Content-Type-Options", "nosniff")
-	body, etag := b.body, b.etag
-	if b.gz != nil {
-		h.Add("Vary", "Accept-Encoding")
-		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
-			body, etag = b.gz, b.gzETag
-			h.Set("Content-Encoding", "gzip")
-		}
-	}
-	h.Set("ETag", etag)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
-}
-
-// acceptsGzip reports whether Accept-Encoding values allow gzip: gzip or *
-// listed without q=0.
-func acceptsGzip(values []string) bool {
-	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			name, params, _ := strings.Cut(part, ";")
-			name = strings.ToLower(strings.TrimSpace(name))
-			if (name == "gzip" || name == "x-gzip" || name == "*") && !zeroQ(params) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// zeroQ reports whether coding parameters say q=0 (not acceptable).
-func zeroQ(params string) bool {
-	for p := range strings.SplitSeq(params, ";") {
-		k, v, _ := strings.Cut(p, "=")
-		if strings.EqualFold(strings.TrimSpace(k), "q") {
-			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return err == nil && q == 0
-		}
-	}
-	return false
 }

@@ -140,7 +140,7 @@ func TestAssets(t *testing.T) {
 				t.Fatal(err)
 			}
 			body, _ = io.ReadAll(zr)
-		} else if st.assets[name].gz != nil {
+		} else if st.assets[name].Gzipped() {
 			t.Errorf("%s: not gzipped for a client that takes gzip", name)
 		}
 		if !bytes.Equal(body, raw) {

@@ -2,7 +2,6 @@ package docs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -12,12 +11,12 @@ import (
 	"path"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gorilla/mux"
+
+	"github.com/pyexec/pyexec/internal/static"
 )
 
 // Routes served by Register.
@@ -68,42 +67,15 @@ const (
 	pageCSP = metaCSP + "; frame-ancestors 'none'"
 )
 
-// blob is one file ready to serve: its bytes, their gzip when that is worth
-// it, and an ETag for each.
-type blob struct {
-	ctype  string
-	body   []byte
-	etag   string
-	gz     []byte
-	gzETag string
-}
-
-func newBlob(ctype string, body []byte) *blob {
-	sum := sha256.Sum256(body)
-	tag := hex.EncodeToString(sum[:8])
-	b := &blob{ctype: ctype, body: body, etag: `"` + tag + `"`}
-	if !strings.HasPrefix(ctype, "image/png") && len(body) > 1024 {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
-		_, _ = zw.Write(body)                                    // a bytes.Buffer does not fail
-		_ = zw.Close()
-		if buf.Len() < len(body)*9/10 {
-			b.gz = buf.Bytes()
-			b.gzETag = `"` + tag + `-gz"`
-		}
-	}
-	return b
-}
-
 // site is everything Register serves, built once on first use: compressing
 // the bundles takes a moment that a process which never serves the docs
 // should not pay.
 type site struct {
-	spec    *blob
-	swagger *blob
-	redoc   *blob
-	assets  map[string]*blob // by file name
-	version string           // hash of all assets, the ?v= of the pages' links
+	spec    *static.Blob
+	swagger *static.Blob
+	redoc   *static.Blob
+	assets  map[string]*static.Blob // by file name
+	version string                  // hash of all assets, the ?v= of the pages' links
 }
 
 // servedExt are the asset types served; the license files and VERSIONS stay
@@ -115,7 +87,7 @@ var servedExt = map[string]string{
 }
 
 var loadSite = sync.OnceValue(func() *site {
-	s := &site{assets: map[string]*blob{}, spec: newBlob("application/json", spec)}
+	s := &site{assets: map[string]*static.Blob{}, spec: static.NewBlob("application/json", spec)}
 	entries, err := fs.ReadDir(assetFiles, "assets")
 	if err != nil {
 		panic(fmt.Sprintf("docs: embedded assets: %v", err)) // the embed directive guarantees them
@@ -132,17 +104,17 @@ var loadSite = sync.OnceValue(func() *site {
 		}
 		fmt.Fprintf(h, "%s %d\n", e.Name(), len(body))
 		h.Write(body)
-		s.assets[e.Name()] = newBlob(ctype, body)
+		s.assets[e.Name()] = static.NewBlob(ctype, body)
 	}
 	s.version = hex.EncodeToString(h.Sum(nil)[:6])
-	page := func(name string) *blob {
+	page := func(name string) *static.Blob {
 		body, err := pageFiles.ReadFile("pages/" + name)
 		if err != nil {
 			panic(fmt.Sprintf("docs: embedded page %s: %v", name, err))
 		}
 		body = bytes.ReplaceAll(body, []byte("{{version}}"), []byte(s.version))
 		body = bytes.ReplaceAll(body, []byte("{{csp}}"), []byte(metaCSP))
-		return newBlob("text/html; charset=utf-8", body)
+		return static.NewBlob("text/html; charset=utf-8", body)
 	}
 	s.swagger = page("swagger.html")
 	s.redoc = page("redoc.html")
@@ -169,15 +141,15 @@ func assetNames() []string {
 func Register(r *mux.Router) {
 	get := []string{http.MethodGet, http.MethodHead}
 	r.HandleFunc(specPath, func(w http.ResponseWriter, req *http.Request) {
-		serve(w, req, loadSite().spec, cacheRevalidate)
+		static.Serve(w, req, loadSite().spec, cacheRevalidate)
 	}).Methods(get...)
 	r.HandleFunc(swaggerUI, func(w http.ResponseWriter, req *http.Request) {
 		setPageHeaders(w.Header())
-		serve(w, req, loadSite().swagger, cacheRevalidate)
+		static.Serve(w, req, loadSite().swagger, cacheRevalidate)
 	}).Methods(get...)
 	r.HandleFunc(reDoc, func(w http.ResponseWriter, req *http.Request) {
 		setPageHeaders(w.Header())
-		serve(w, req, loadSite().redoc, cacheRevalidate)
+		static.Serve(w, req, loadSite().redoc, cacheRevalidate)
 	}).Methods(get...)
 	r.HandleFunc(swaggerUI+"/", func(w http.ResponseWriter, req *http.Request) {
 		http.Redirect(w, req, swaggerUI, http.StatusMovedPermanently)
@@ -198,7 +170,7 @@ func Register(r *mux.Router) {
 		if req.URL.Query().Get("v") == st.version {
 			cache = cacheImmutable
 		}
-		serve(w, req, b, cache)
+		static.Serve(w, req, b, cache)
 	}).Methods(get...)
 }
 
@@ -206,51 +178,4 @@ func setPageHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
-}
-
-// serve writes b, gzipped when the client takes it, with conditional
-// requests (If-None-Match -> 304), HEAD and ranges handled by
-// http.ServeContent.
-func serve(w http.ResponseWriter, r *http.Request, b *blob, cache string) {
-	h := w.Header()
-	h.Set("Content-Type", b.ctype)
-	h.Set("Cache-Control", cache)
-	h.Set("X-Content-Type-Options", "nosniff")
-	body, etag := b.body, b.etag
-	if b.gz != nil {
-		h.Add("Vary", "Accept-Encoding")
-		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
-			body, etag = b.gz, b.gzETag
-			h.Set("Content-Encoding", "gzip")
-		}
-	}
-	h.Set("ETag", etag)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
-}
-
-// acceptsGzip reports whether Accept-Encoding values allow gzip: gzip or *
-// listed without q=0.
-func acceptsGzip(values []string) bool {
-	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			name, params, _ := strings.Cut(part, ";")
-			name = strings.ToLower(strings.TrimSpace(name))
-			if (name == "gzip" || name == "x-gzip" || name == "*") && !zeroQ(params) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// zeroQ reports whether coding parameters say q=0 (not acceptable).
-func zeroQ(params string) bool {
-	for p := range strings.SplitSeq(params, ";") {
-		k, v, _ := strings.Cut(p, "=")
-		if strings.EqualFold(strings.TrimSpace(k), "q") {
-			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return err == nil && q == 0
-		}
-	}
-	return false
 }
