@@ -15,6 +15,12 @@
 // process's VmRSS during saturation, prints each warm container's memory,
 // and at the end checks that neither path left containers behind.
 //
+// Then (-sessions) it measures session cells: on one session, after an
+// untimed warm-up cell importing numpy and matplotlib, print(1) and the
+// sine-wave plot at the low rate; then the sine cell at saturation with one
+// warmed-up session per client. It prints issue 12's session targets and
+// whether they are met (report only), and deletes the sessions.
+//
 // The naive path uses the service's image (or -image) and limits, and
 // runner/hostconfig.go's hardening (runner/seccomp's profile included),
 // except that it keeps the json-file log driver to read the output back.
@@ -59,6 +65,7 @@ type options struct {
 	workloadList   string
 	lowMinList     string
 	naive          bool
+	sessions       bool
 	lifecycle      bool
 	jsonPath       string
 	pid            int
@@ -101,6 +108,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.StringVar(&o.workloadList, "workloads", strings.Join(workloadNames(), ","), "workloads to run, in order")
 	fs.StringVar(&o.lowMinList, "low-min", defaultLowMin(), "least requests of the low-rate phase per workload (name=count,...)")
 	fs.BoolVar(&o.naive, "naive", true, "also measure the naive baseline (a fresh container per execution, no pool)")
+	fs.BoolVar(&o.sessions, "sessions", true, "also measure session cells (POST /sessions/{id}/execute) after the workloads")
 	fs.BoolVar(&o.lifecycle, "lifecycle", true, "with -naive, also measure the engine's raw container lifecycle rate")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the full report as JSON to this file")
 	fs.IntVar(&o.pid, "pid", 0, "PID of the service process (default: found by the listening port)")

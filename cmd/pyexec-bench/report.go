@@ -110,6 +110,9 @@ func finish(r *report) {
 		row.ThroughputRatio = jsonFloat(ratio(float64(row.RPSSatService), float64(row.RPSSatNaive)))
 		r.Ratios = append(r.Ratios, row)
 	}
+	if slices.ContainsFunc(r.Phases, func(p phaseResult) bool { return p.Target == "session" }) {
+		r.SessionTargets = sessionTargets(r.Phases)
+	}
 	if r.Lifecycle != nil {
 		r.HelloOverLifecycle = jsonFloat(ratio(get(find("saturation", "service", "hello"), rps), get(r.Lifecycle, rps)))
 	}
@@ -146,7 +149,7 @@ func checkThresholds(o *options, r *report) {
 	if o.maxErrors >= 0 {
 		n := 0
 		for _, p := range r.Phases {
-			if p.Target == "service" {
+			if p.Target == "service" || p.Target == "session" {
 				for _, c := range p.Errors {
 					n += c
 				}
@@ -186,7 +189,7 @@ func printReport(w io.Writer, r *report) {
 			conc = fmt.Sprint(p.Concurrency)
 		}
 		pool, refill := "-", "-"
-		if p.Target == "service" {
+		if p.Target == "service" || p.Target == "session" {
 			pool = fmt.Sprintf("%d/%d", p.PoolHits, p.PoolMisses)
 			refill = fmtMS(float64(p.PoolRefillS))
 			if p.PoolRefillS < 0 {
@@ -222,6 +225,23 @@ func printReport(w io.Writer, r *report) {
 	if l := r.Lifecycle; l != nil {
 		fmt.Fprintf(w, "\nengine lifecycle: %.2f containers/s (print(1), create+start+wait+logs+remove, %d clients); service hello throughput / lifecycle = %s\n",
 			l.ThroughputRPS, l.Concurrency, fmtRatio(float64(r.HelloOverLifecycle)))
+	}
+
+	if len(r.SessionTargets) > 0 {
+		fmt.Fprintln(w, "\nsession targets (issue 12; report only)")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, t := range r.SessionTargets {
+			op, verdict := "<=", "NOT MET"
+			if t.AtLeast {
+				op = ">="
+			}
+			if t.Met {
+				verdict = "met"
+			}
+			fmt.Fprintf(tw, "%s\t%s %s\t%s %s %s\t%s\t\n", t.Name, fmtRate(float64(t.Value)), t.Unit, op,
+				fmtRate(float64(t.Limit)), t.Unit, verdict)
+		}
+		_ = tw.Flush()
 	}
 
 	s := r.Service

@@ -91,7 +91,9 @@ type report struct {
 	NaiveLimits *limits       `json:"naive_limits,omitempty"`
 	Phases      []phaseResult `json:"phases"`
 	Ratios      []ratioRow    `json:"ratios,omitempty"`
-	Lifecycle   *phaseResult  `json:"lifecycle,omitempty"`
+	// SessionTargets are issue 12's session targets (report only).
+	SessionTargets []targetRow  `json:"session_targets,omitempty"`
+	Lifecycle      *phaseResult `json:"lifecycle,omitempty"`
 	// HelloOverLifecycle is service hello throughput / raw lifecycle rate.
 	HelloOverLifecycle jsonFloat  `json:"hello_throughput_over_lifecycle"`
 	Leaks              leakReport `json:"leaks"`
@@ -254,6 +256,9 @@ func run(ctx context.Context, o *options) int {
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if o.sessions && ctx.Err() == nil {
+		sessionPhases(ctx, o, rep, svc, rss)
 	}
 	if rss != nil {
 		rss.mu.Lock()

@@ -184,11 +184,18 @@ type executeResponse struct {
 // execute sends one POST /execute and classifies the answer. Latency is
 // from just before the request is written to the end of the body.
 func (s *service) execute(ctx context.Context, w workload) outcome {
+	return s.executeAt(ctx, w, "execute")
+}
+
+// executeAt is execute against path (under the base URL), which takes the
+// /execute body and answers like /execute: "execute" or
+// "sessions/{id}/execute".
+func (s *service) executeAt(ctx context.Context, w workload, path ...string) outcome {
 	body, err := json.Marshal(executeRequest{Code: w.Code, Timeout: s.execTimeout})
 	if err != nil {
 		return outcome{errKey: "encode", errMsg: err.Error()}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base.JoinPath("execute").String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base.JoinPath(path...).String(), bytes.NewReader(body))
 	if err != nil {
 		return outcome{errKey: "request", errMsg: err.Error()}
 	}

@@ -17,6 +17,8 @@ type workload struct {
 	NaivePrelude string
 	// Stdout, when set, is a line stdout must contain (both paths).
 	Stdout string
+	// StdoutExact, when set, is what stdout must be, whole.
+	StdoutExact string
 	// Charts is how many charts the service must return (-1: not checked).
 	Charts int
 	// LowMin is the default least count of the low-rate phase.
@@ -108,6 +110,9 @@ func workloadByName(name string) workload {
 
 // checkStdout says whether stdout has the expected line.
 func (w workload) checkStdout(stdout string) error {
+	if w.StdoutExact != "" && stdout != w.StdoutExact {
+		return fmt.Errorf("stdout %q, want %q", clip(stdout, 120), w.StdoutExact)
+	}
 	if w.Stdout == "" || strings.Contains(stdout, w.Stdout) {
 		return nil
 	}
