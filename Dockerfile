@@ -1,72 +1,94 @@
 # The pyexec service's own image (not the analytics image that runs user code:
 # the service builds that one itself, through the Docker API, at start).
+# Always built from source, in two stages:
 #
-#   docker build -t pyexec .                              # compile inside Docker
-#   CGO_ENABLED=0 go build -o bin/pyexec ./cmd/pyexec \
-#     && docker build --build-arg PYEXEC_BINARY=host -t pyexec .   # copy a host binary
+#   docker build -t pyexec .                 # a host that reaches the internet
+#   make service-image                       # any host: images/service-image.sh
 #
-# PYEXEC_BINARY=source (default) installs Debian's golang-go in the build stage
-# and, since go.mod may ask for a newer Go than Debian ships, lets it fetch the
-# required toolchain through the module proxy (GOTOOLCHAIN=auto). Needs Debian's
-# mirrors and the Go module proxy (and a proxy.golang.org certificate the build
-# container trusts: a TLS-intercepting egress proxy breaks it). PYEXEC_BINARY=host
-# needs neither: it copies PYEXEC_HOST_BINARY (default bin/pyexec, the path
-# `make build` writes; .dockerignore lets bin/pyexec and bin/pyexec-compose
-# through) from the build context. Build it with CGO_ENABLED=0 for a static
-# binary; a glibc-linked one from Debian 12 or later also runs.
+# Build stage: Debian's golang-go and ca-certificates; go.mod asks for a newer
+# Go than Debian ships, so GOTOOLCHAIN=auto fetches that toolchain through the
+# Go module proxy, and `go mod download` the modules. Needs Debian's mirrors
+# and GOPROXY (build args: GOPROXY, GOSUMDB; HTTP_PROXY/HTTPS_PROXY/NO_PROXY
+# are Docker's predefined build args).
 #
-# Both stages start from debian:trixie-slim, which images/base.sh makes with
-# debootstrap where no registry answers. The Dockerfile avoids BuildKit-only
-# syntax so that the legacy builder (Docker 20.10, docker-compose v1) builds it.
+# Behind a TLS-intercepting proxy (a corporate egress proxy), the build
+# container must trust the proxy's CA: pass it, PEM text, one or several
+# certificates, as EXTRA_CA_CERTS:
 #
-# Run it with the engine's socket mounted (it is root on the host, see
+#   docker build --build-arg EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt)" -t pyexec .
+#
+# (make service-image does that with the host's extra CAs). They are installed
+# with update-ca-certificates in the build stage only: the final image copies
+# Debian's own bundle from before they were added, so it never trusts the
+# build host's proxy. The service makes no outbound TLS connection but to a
+# remote engine, whose CA it is given explicitly (DOCKER_CERT_PATH).
+#
+# The build stage starts from debian:trixie-slim, which images/base.sh makes
+# with debootstrap where no registry answers. The final image is FROM scratch
+# by default: the static binary, Debian's CA bundle and /tmp, about 21 MB (the
+# service needs no shell, no libc and no files of the OS). For a shell in it
+# (debugging), build it on Debian instead:
+#
+#   docker build --build-arg RUNTIME_BASE=debian:trixie-slim -t pyexec .
+#
+# No BuildKit-only syntax: the legacy builder (Docker 20.10's default,
+# docker-compose v1) and BuildKit both build it.
+#
+# Run it with the engine's socket mounted (that is root on the host, see
 # compose/README.md):
 #
 #   docker run -d -p 8000:8000 -v /var/run/docker.sock:/var/run/docker.sock \
 #     -e SERVICE_ID=pyexec-1 pyexec
 
+ARG RUNTIME_BASE=scratch
+
 FROM debian:trixie-slim AS build
-ARG PYEXEC_BINARY=source
-ARG PYEXEC_HOST_BINARY=bin/pyexec
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends golang-go ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+# The final image's files but the binary: Debian's CA bundle, /tmp.
+RUN mkdir -p /out/rootfs/etc/ssl/certs /out/rootfs/usr/local/bin /out/rootfs/tmp \
+ && chmod 1777 /out/rootfs/tmp \
+ && cp /etc/ssl/certs/ca-certificates.crt /out/rootfs/etc/ssl/certs/ca-certificates.crt
+# Extra CAs (PEM text): for this stage only, after /out got Debian's bundle.
+ARG EXTRA_CA_CERTS=
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTS" > /tmp/extra.pem \
+      && grep -q 'BEGIN CERTIFICATE' /tmp/extra.pem \
+      || { echo "EXTRA_CA_CERTS holds no PEM certificate" >&2; exit 1; }; \
+      awk 'BEGIN{n=0} /BEGIN CERTIFICATE/{n++; f=sprintf("/usr/local/share/ca-certificates/extra-%02d.crt", n)} f{print > f} /END CERTIFICATE/{f=""}' /tmp/extra.pem \
+      && rm /tmp/extra.pem \
+      && update-ca-certificates; \
+    fi
 ARG GOPROXY=https://proxy.golang.org,direct
-ARG GOTOOLCHAIN=auto
-ENV DEBIAN_FRONTEND=noninteractive \
-    GOPROXY=${GOPROXY} \
-    GOTOOLCHAIN=${GOTOOLCHAIN} \
+ARG GOSUMDB=sum.golang.org
+ENV GOPROXY=${GOPROXY} \
+    GOSUMDB=${GOSUMDB} \
+    GOTOOLCHAIN=auto \
     GOFLAGS=-mod=mod \
     CGO_ENABLED=0 \
     GOPATH=/go \
     PATH=/go/bin:/usr/lib/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-RUN case "$PYEXEC_BINARY" in \
-      source) apt-get update \
-        && apt-get install -y --no-install-recommends golang-go ca-certificates \
-        && rm -rf /var/lib/apt/lists/* ;; \
-      host) ;; \
-      *) echo "PYEXEC_BINARY must be source or host, not '$PYEXEC_BINARY'" >&2; exit 1 ;; \
-    esac
 WORKDIR /src
-# Modules first, in their own layer, so code edits do not download them again.
+# The toolchain go.mod asks for, and the modules, in their own layer: code
+# edits do not download them again.
 COPY go.mod go.sum ./
-RUN if [ "$PYEXEC_BINARY" = source ]; then go version && go mod download; fi
+RUN go version && go mod download
 COPY . .
-RUN mkdir -p /out \
- && if [ "$PYEXEC_BINARY" = source ]; then \
-      go build -trimpath -buildvcs=false -ldflags='-s -w' -o /out/pyexec ./cmd/pyexec; \
-    else \
-      test -x "$PYEXEC_HOST_BINARY" || { echo "PYEXEC_BINARY=host: $PYEXEC_HOST_BINARY missing; run: CGO_ENABLED=0 go build -o $PYEXEC_HOST_BINARY ./cmd/pyexec" >&2; exit 1; }; \
-      cp "$PYEXEC_HOST_BINARY" /out/pyexec; \
-    fi
+RUN go build -trimpath -buildvcs=false -ldflags='-s -w' -o /out/rootfs/usr/local/bin/pyexec ./cmd/pyexec
 
-FROM debian:trixie-slim
-ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/*
-COPY --from=build /out/pyexec /usr/local/bin/pyexec
+FROM ${RUNTIME_BASE}
+# /usr/local/bin/pyexec, Debian's CA bundle (without the extra CAs) for the
+# Go TLS client, and /tmp.
+COPY --from=build /out/rootfs/ /
 ENV PORT=8000
 EXPOSE 8000
-# No HEALTHCHECK here: the image has no HTTP client. compose/docker-compose.yml
-# checks GET /health with bash's /dev/tcp instead.
+# The binary asks its own GET /livez (the image has no curl): the process
+# serves. It never asks the engine, so an engine blip does not make the
+# container unhealthy; load balancers use GET /readyz for that.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["/usr/local/bin/pyexec", "-healthcheck"]
 # Root by default: the service is useless without the engine's socket, and
 # whoever can use that socket is root on the host anyway. To drop in-container
 # root, run with --user 65532:65532 --group-add <gid of the socket>.

@@ -11,7 +11,7 @@ export GOFLAGS ?= -mod=mod
 BIN := bin
 PORT ?= 8000
 
-.PHONY: all setup engine base image build run test testdeps test-short fuzz bench soak compose-smoke docs-screenshot web screenshots vet fmt clean
+.PHONY: all setup engine base image service-image compose-tool build run test testdeps test-short fuzz bench soak compose-smoke docs-screenshot web screenshots vet fmt clean
 
 all: build
 
@@ -26,6 +26,11 @@ build:
 
 image: base build
 	$(BIN)/pyexec -build-image
+
+# The service's own image, pyexec:latest, built from source by the top-level
+# Dockerfile with the host's extra CAs and GOPROXY (images/service-image.sh).
+service-image: base
+	bash images/service-image.sh
 
 setup: image
 
@@ -47,7 +52,7 @@ testdeps:
 # fault tests one package at a time (they stop the engine and remove images,
 # under an exclusive lock), then a 5-minute soak with two engine restarts
 # and a SIGKILL of the service.
-test: setup testdeps
+test: setup testdeps service-image compose-tool
 	go vet ./...
 	PYEXEC_REQUIRE_DOCKER=1 go test -race -count=1 -timeout 40m ./...
 	PYEXEC_REQUIRE_DOCKER=1 PYEXEC_FAULT_TESTS=1 go test -race -count=1 -p 1 -timeout 30m -run 'Fault' ./...
@@ -93,9 +98,28 @@ screenshots: setup testdeps
 	PYEXEC_REQUIRE_DOCKER=1 PYEXEC_SCREENSHOTS=$(CURDIR)/web/screenshots \
 		go test -count=1 -timeout 20m -run '^TestPlayground$$/^(session|screenshots)$$' ./web/
 
-# The three-replica deployment behind nginx, brought up, checked, torn down.
-compose-smoke: setup
-	bash compose/smoke.sh
+# The Compose plugin (`docker compose`), built with Go from the module proxy
+# at the version compose/tool/go.mod pins (Debian ships only Compose v1);
+# skipped when that version is installed.
+COMPOSE_VERSION := $(shell awk '$$1=="github.com/docker/compose/v5" {print $$2}' compose/tool/go.mod)
+COMPOSE_PLUGIN := /usr/local/lib/docker/cli-plugins/docker-compose
+compose-tool:
+	@if [ "$$($(COMPOSE_PLUGIN) version --short 2>/dev/null)" = "$(COMPOSE_VERSION:v%=%)" ]; then \
+		echo "compose-tool: docker compose $(COMPOSE_VERSION) already installed"; \
+	else \
+		echo "compose-tool: building docker compose $(COMPOSE_VERSION) (a few minutes)"; \
+		mkdir -p $(dir $(COMPOSE_PLUGIN)); \
+		cd compose/tool && CGO_ENABLED=0 go build -trimpath \
+			-ldflags '-s -w -X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)' \
+			-o $(COMPOSE_PLUGIN).tmp github.com/docker/compose/v5/cmd; \
+		mv $(COMPOSE_PLUGIN).tmp $(COMPOSE_PLUGIN); \
+	fi
+
+# The three-replica deployment behind nginx with the current Compose, and
+# the Swarm stack, brought up, checked, torn down (compose/compose_test.go,
+# also part of `make test`).
+compose-smoke: setup service-image compose-tool
+	PYEXEC_REQUIRE_DOCKER=1 go test -count=1 -v -timeout 40m ./compose/
 
 vet:
 	go vet ./...

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/pyexec/pyexec/images"
 	"github.com/pyexec/pyexec/internal/logctx"
@@ -19,6 +20,9 @@ type apiError struct {
 	Code       string
 	Message    string
 	Violations []policy.Violation
+	// RetryAfter, when set, becomes the Retry-After header (whole seconds,
+	// at least 1).
+	RetryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -94,8 +98,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		logctx.From(r.Context()).WithError(err).Error("internal error")
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 	}
-	if ae.Status == http.StatusUnauthorized {
+	if ae.Status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pyexec admin"`)
+	}
+	if ae.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (ae.RetryAfter+time.Second-1)/time.Second))))
 	}
 	countRejected(r.Context(), ae)
 	addLogField(r.Context(), "error_code", ae.Code)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -62,15 +63,25 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	req, err := h.toRunRequest(body)
+	req, err := h.toRunRequest(r.Context(), body)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	logRequest(r, req)
+	release, err := h.admitExecution(r.Context()) // auth.go: the key's quotas
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer release()
 
 	// The runner decides every outcome, refusals of the pre-check included;
 	// here a Result becomes JSON and an error a status.
+	if wantsStream(r) { // stream.go: the same answer as a "result" event
+		h.streamExecution(w, r, req, h.opts.Runner.Run, func(res runner.Result) any { return h.executeBody(w, r, res, start) })
+		return
+	}
 	res, err := h.opts.Runner.Run(r.Context(), req)
 	if err != nil {
 		h.countExecution(outcomeFailed)
@@ -145,7 +156,7 @@ func (h *handler) executeBody(w http.ResponseWriter, r *http.Request, res runner
 }
 
 // toRunRequest validates the body and applies defaults.
-func (h *handler) toRunRequest(b executeRequest) (runner.Request, error) {
+func (h *handler) toRunRequest(ctx context.Context, b executeRequest) (runner.Request, error) {
 	if b.Code == nil {
 		return runner.Request{}, unprocessable("missing_code", `field "code" is required`)
 	}
@@ -153,12 +164,12 @@ func (h *handler) toRunRequest(b executeRequest) (runner.Request, error) {
 	if vs := policy.CheckSource(code, policy.MaxCodeBytes); len(vs) > 0 {
 		return runner.Request{}, invalidCode(vs)
 	}
-	timeout := h.opts.DefaultTimeout
+	timeout := h.defaultTimeoutFor(ctx)
 	if b.Timeout != nil {
 		t := *b.Timeout
-		if t <= 0 || t > h.opts.MaxTimeout.Seconds() {
+		if maxT := h.maxTimeoutFor(ctx); t <= 0 || t > maxT.Seconds() {
 			return runner.Request{}, unprocessable("invalid_timeout",
-				fmt.Sprintf("timeout must be greater than 0 and at most %g seconds", h.opts.MaxTimeout.Seconds()))
+				fmt.Sprintf("timeout must be greater than 0 and at most %g seconds", maxT.Seconds()))
 		}
 		timeout = time.Duration(t * float64(time.Second))
 	}
@@ -174,7 +185,8 @@ func (h *handler) toRunRequest(b executeRequest) (runner.Request, error) {
 	if err != nil {
 		return runner.Request{}, err
 	}
-	return runner.Request{Code: code, Timeout: timeout, Options: opts, Files: files}, nil
+	// Tenant: the key's name shares the warm pool fairly (runner/fair.go).
+	return runner.Request{Code: code, Timeout: timeout, Options: opts, Files: files, Tenant: principalName(ctx)}, nil
 }
 
 // invalidCode is the 422 for code that fails policy.CheckSource.

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/handlers/docs"
+	"github.com/pyexec/pyexec/internal/keys"
 	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/runner"
 	"github.com/pyexec/pyexec/web"
@@ -37,6 +38,9 @@ type Options struct {
 	Health func(ctx context.Context) Health
 	// Settings are the settings in force, shown by GET /health.
 	Settings map[string]any
+	// ServiceID (SERVICE_ID), when set, is sent as X-Served-By on every
+	// answer: which replica behind a load balancer served it.
+	ServiceID string
 
 	// Registerer receives the handlers' metrics (handlers/metrics.go) and
 	// Gatherer is served at GET /metrics; main passes its private registry
@@ -63,6 +67,10 @@ type Options struct {
 	// session's execute grows with MaxInputBytes.
 	MaxInputFiles int
 	MaxInputBytes int64
+
+	// Keys are the API keys (auth.go); nil: keys are off and every route
+	// is open.
+	Keys *keys.Store
 }
 
 // New returns the service's router. It panics when the metrics cannot be
@@ -75,9 +83,10 @@ func New(o Options) http.Handler {
 	if o.RebuildTimeout <= 0 {
 		o.RebuildTimeout = DefaultRebuildTimeout
 	}
-	h := &handler{opts: o, metrics: newMetrics()}
+	h := &handler{opts: o, metrics: newMetrics(), keyAuth: newAuthState()}
 	if o.Registerer != nil {
 		h.metrics.register(o.Registerer)
+		h.keyAuth.register(o.Registerer)
 	}
 	r := mux.NewRouter()
 	// mux does not run middleware for these two; wrap them by hand.
@@ -92,9 +101,12 @@ func New(o Options) http.Handler {
 	r.HandleFunc("/templates", h.templates).Methods(http.MethodGet)
 	r.HandleFunc("/templates/{id}", h.template).Methods(http.MethodGet)
 	r.HandleFunc("/health", h.health).Methods(http.MethodGet)
+	r.HandleFunc("/livez", h.livez).Methods(http.MethodGet)
+	r.HandleFunc("/readyz", h.readyz).Methods(http.MethodGet)
 	if o.Sessions != nil {
 		h.sessionRoutes(r)
 	}
+	r.Handle("/mcp", h.mcpHandler()).Methods(http.MethodPost) // mcp.go: MCP over Streamable HTTP
 	if o.Gatherer != nil {
 		r.Handle("/metrics", metricsHandler(o.Gatherer)).Methods(http.MethodGet)
 	}
@@ -109,6 +121,7 @@ func New(o Options) http.Handler {
 	docs.Register(r)
 	web.Register(r) // GET /: the playground
 	r.Use(h.middleware)
+	r.Use(h.auth) // auth.go: API keys, inside the request log
 	return r
 }
 
@@ -117,6 +130,8 @@ type handler struct {
 	metrics *metrics
 	// admin is nil when the admin endpoints are off.
 	admin *admin
+	// keyAuth is the API keys' state (auth.go).
+	keyAuth *authState
 }
 
 type ctxKey int
@@ -167,6 +182,9 @@ func (h *handler) middleware(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-ID", id)
+		if h.opts.ServiceID != "" {
+			w.Header().Set("X-Served-By", h.opts.ServiceID)
+		}
 		entry := h.opts.Logger.WithField("request_id", id)
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
 		ctx = logctx.With(ctx, entry)

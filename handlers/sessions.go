@@ -97,8 +97,8 @@ const maxSessionIDBytes = 64
 // sessionID is the path's ID; an ID that cannot be one is simply not found.
 func sessionID(r *http.Request) (string, error) {
 	id := mux.Vars(r)["id"]
-	if id == "" || len(id) > maxSessionIDBytes {
-		return "", runner.ErrSessionNotFound
+	if id == "" || len(id) > maxSessionIDBytes || !sessionAllowedIn(r.Context(), id) {
+		return "", runner.ErrSessionNotFound // another key's session: not found either (auth.go)
 	}
 	addLogField(r.Context(), "session", id[:min(len(id), 12)])
 	return id, nil
@@ -112,21 +112,27 @@ func (h *handler) createSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	timeout := h.opts.DefaultTimeout
+	timeout := h.defaultTimeoutFor(r.Context())
 	if body.Timeout != nil {
 		t := *body.Timeout
-		if t <= 0 || t > h.opts.MaxTimeout.Seconds() {
+		if maxT := h.maxTimeoutFor(r.Context()); t <= 0 || t > maxT.Seconds() {
 			writeError(w, r, unprocessable("invalid_timeout",
-				fmt.Sprintf("timeout must be greater than 0 and at most %g seconds", h.opts.MaxTimeout.Seconds())))
+				fmt.Sprintf("timeout must be greater than 0 and at most %g seconds", maxT.Seconds())))
 			return
 		}
 		timeout = time.Duration(t * float64(time.Second))
 	}
+	if err := h.admitSession(r.Context()); err != nil { // auth.go: the key's max_sessions
+		writeError(w, r, err)
+		return
+	}
+	defer h.endSessionReservation(r.Context())
 	info, err := h.opts.Sessions.CreateSession(r.Context(), runner.SessionOptions{Timeout: timeout})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	h.sessionCreated(r.Context(), info.ID)
 	addLogField(r.Context(), "session", info.ID[:min(len(info.ID), 12)])
 	w.Header().Set("Location", "/sessions/"+info.ID)
 	writeJSON(w, http.StatusCreated, sessionCreated{
@@ -185,13 +191,36 @@ func (h *handler) executeInSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	req, err := h.toRunRequest(body)
+	req, err := h.toRunRequest(r.Context(), body)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	if body.Timeout == nil {
 		req.Timeout = 0 // the session's default
+	}
+	release, err := h.admitExecution(r.Context()) // auth.go: the key's quotas
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer release()
+	cellBody := func(res runner.Result) any {
+		resp := sessionExecuteResponse{executeResponse: h.executeBody(w, r, res, start)}
+		if s := res.Session; s != nil {
+			resp.Session = &sessionOfCell{ID: s.ID, Executions: s.Executions, ExpiresAt: s.ExpiresAt.UTC(), Ended: s.Ended, EndReason: s.EndReason}
+			if s.Ended {
+				addLogField(r.Context(), "session_ended", s.EndReason)
+			}
+		}
+		return resp
+	}
+	if wantsStream(r) { // stream.go: the same answer as a "result" event
+		run := func(ctx context.Context, req runner.Request) (runner.Result, error) {
+			return h.opts.Sessions.RunInSession(ctx, id, req)
+		}
+		h.streamExecution(w, r, req, run, cellBody)
+		return
 	}
 	res, err := h.opts.Sessions.RunInSession(r.Context(), id, req)
 	if err != nil {
@@ -200,14 +229,7 @@ func (h *handler) executeInSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	resp := sessionExecuteResponse{executeResponse: h.executeBody(w, r, res, start)}
-	if s := res.Session; s != nil {
-		resp.Session = &sessionOfCell{ID: s.ID, Executions: s.Executions, ExpiresAt: s.ExpiresAt.UTC(), Ended: s.Ended, EndReason: s.EndReason}
-		if s.Ended {
-			addLogField(r.Context(), "session_ended", s.EndReason)
-		}
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, cellBody(res))
 }
 
 func (h *handler) getSessionFile(w http.ResponseWriter, r *http.Request) {

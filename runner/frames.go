@@ -26,6 +26,10 @@ const (
 	frameOutputs = "outputs"
 	frameExit    = "exit"
 	frameError   = "error"
+	// Streaming only (stream.go).
+	frameStdoutChunk = "ostream"
+	frameStderrChunk = "estream"
+	frameEvent       = "event"
 )
 
 // maxHeaderBytes bounds a frame header line.

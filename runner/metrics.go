@@ -28,15 +28,20 @@ const (
 	metricRemoveFailures     = "pyexec_container_remove_failures_total"
 	metricImageSwitches      = "pyexec_image_switches_total"
 	metricReconcilerRemoved  = "pyexec_reconciler_removed_total"
+	metricSessionsActive     = "pyexec_sessions_active"
+	metricSessionsMax        = "pyexec_sessions_max"
+	metricSessionCells       = "pyexec_session_cells_total"
+	metricSessionsEnded      = "pyexec_sessions_ended_total"
 
-	metricLabelRole   = "role"
-	metricLabelFlavor = "flavor"
-	metricLabelReason = "reason"
+	metricLabelRole    = "role"
+	metricLabelFlavor  = "flavor"
+	metricLabelReason  = "reason"
+	metricLabelOutcome = "outcome"
 )
 
 // roles are every value of LabelRole, so containers_created_total has one
 // series per role from the start.
-var roles = []string{roleExec, roleWarm, roleValidator, roleProbe}
+var roles = []string{roleExec, roleWarm, roleValidator, roleProbe, roleSession}
 
 // counters are cheap always-on figures shown by /health and read by the
 // metrics.
@@ -52,15 +57,27 @@ type counters struct {
 	// reconciled counts the reconciler's removals by reason; its keys are
 	// fixed by newCounters.
 	reconciled map[string]*atomic.Int64
+	// cells counts the session cells that ended by outcome (cellOutcomes),
+	// ended the sessions that ended by reason (endReasons); their keys are
+	// fixed by newCounters (session_metrics.go counts).
+	cells map[string]*atomic.Int64
+	ended map[string]*atomic.Int64
 }
 
 func newCounters() *counters {
-	c := &counters{created: map[string]*atomic.Int64{}, reconciled: map[string]*atomic.Int64{}}
+	c := &counters{created: map[string]*atomic.Int64{}, reconciled: map[string]*atomic.Int64{},
+		cells: map[string]*atomic.Int64{}, ended: map[string]*atomic.Int64{}}
 	for _, role := range roles {
 		c.created[role] = new(atomic.Int64)
 	}
 	for _, reason := range reconcileReasons {
 		c.reconciled[reason] = new(atomic.Int64)
+	}
+	for _, o := range cellOutcomes {
+		c.cells[o] = new(atomic.Int64)
+	}
+	for _, reason := range endReasons {
+		c.ended[reason] = new(atomic.Int64)
 	}
 	return c
 }
@@ -146,7 +163,7 @@ func (r *Runner) registerMetrics(reg prometheus.Registerer) error {
 	for _, role := range roles {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        metricCreated,
-			Help:        "Containers created, by role: exec (on the request path), warm (pool), validator, probe (image versions).",
+			Help:        "Containers created, by role: exec (on the request path), warm (pool), validator, probe (image versions), session.",
 			ConstLabels: prometheus.Labels{metricLabelRole: role},
 		}, load(c.created[role])))
 	}
@@ -157,6 +174,7 @@ func (r *Runner) registerMetrics(reg prometheus.Registerer) error {
 			ConstLabels: prometheus.Labels{metricLabelReason: reason},
 		}, load(c.reconciled[reason])))
 	}
+	cs = append(cs, r.sessionCollectors()...) // session_metrics.go
 	for _, col := range cs {
 		if err := reg.Register(col); err != nil {
 			return fmt.Errorf("runner: register metrics: %w", err)

@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +66,10 @@ type Options struct {
 	// SessionMaxLifetime one older than this.
 	SessionIdleTimeout time.Duration
 	SessionMaxLifetime time.Duration
+	// SessionIDPrefix, when set, starts every session ID ("<prefix>-<random>")
+	// so that a load balancer can route a session to the replica that owns
+	// it (compose/nginx). Lowercase letters and digits, at most 16.
+	SessionIDPrefix string
 
 	// MaxTimeout is the longest Request.Timeout Run accepts (the service's
 	// MAX_TIMEOUT_SECONDS); it bounds every sandbox's life (LabelExpires).
@@ -187,6 +192,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("runner: session limits %d, idle %v, lifetime %v outside their bounds (lifetime at most %v)",
 			o.MaxSessions, o.SessionIdleTimeout, o.SessionMaxLifetime, MaxSessionLifetimeLimit)
 	}
+	if !sessionIDPrefixRE.MatchString(o.SessionIDPrefix) {
+		return o, fmt.Errorf("runner: session ID prefix %q: want at most 16 lowercase letters and digits", o.SessionIDPrefix)
+	}
 	if o.MaxTimeout < 0 || o.MaxTimeout > MaxTimeoutLimit {
 		return o, fmt.Errorf("runner: max timeout %v outside (0, %v]", o.MaxTimeout, MaxTimeoutLimit)
 	}
@@ -194,4 +202,15 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("runner: negative worker, queue or pool size")
 	}
 	return o, nil
+}
+
+// sessionIDPrefixRE is what Options.SessionIDPrefix may be (empty: none).
+var sessionIDPrefixRE = regexp.MustCompile(`^[a-z0-9]{0,16}$`)
+
+// sessionIDPrefix is what starts a new session ID: "" or "<prefix>-".
+func (o Options) sessionIDPrefix() string {
+	if o.SessionIDPrefix == "" {
+		return ""
+	}
+	return o.SessionIDPrefix + "-"
 }

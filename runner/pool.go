@@ -45,10 +45,15 @@ type pool struct {
 	demand map[string]float64
 	// backoffUntil delays refills after a failure.
 	backoffUntil time.Time
+	// fair divides the idle sandboxes between tenants (fair.go).
+	fair fairShare
 
 	kick chan struct{}
 
 	hits, misses, refills, refillFailures, retired atomic.Int64
+	// fairCold counts the requests sent to a cold start because their
+	// tenant was over its share of the pool (also counted in misses).
+	fairCold atomic.Int64
 }
 
 // Pool tuning.
@@ -103,8 +108,18 @@ func newPool(size int, deps poolDeps) *pool {
 // libraries, a bare one: importing them there costs what a cold sandbox
 // would, without the container start. Plain code never takes a data
 // sandbox: at saturation that would throw away the CPU spent preloading it.
-func (p *pool) take(ctx context.Context, preload string) *sandbox {
+//
+// tenant is who asks (Request.Tenant): a tenant over its share of the pool
+// gets nil (fair.go), and its request does not count in the demand that
+// splits the pool between preloads.
+func (p *pool) take(ctx context.Context, preload, tenant string) *sandbox {
 	p.mu.Lock()
+	if !p.fair.allowLocked(tenant, p.usableLocked(preload), p.size, time.Now()) {
+		p.mu.Unlock()
+		p.misses.Add(1)
+		p.fairCold.Add(1)
+		return nil
+	}
 	p.noteDemandLocked(preload)
 	image := p.deps.image()
 	var got *sandbox
@@ -137,6 +152,24 @@ func (p *pool) take(ctx context.Context, preload string) *sandbox {
 		p.signal()
 	}
 	return got
+}
+
+// usableLocked counts the idle sandboxes that take could give to code
+// needing preload (bestIdleLocked's candidates).
+func (p *pool) usableLocked(preload string) int {
+	n := len(p.idle[PreloadNone])
+	if preload == PreloadNone {
+		return n
+	}
+	for key, list := range p.idle {
+		if key == PreloadNone {
+			continue
+		}
+		if ok, _ := covers(key, preload); ok {
+			n += len(list)
+		}
+	}
+	return n
 }
 
 func (p *pool) noteDemandLocked(preload string) {
@@ -461,7 +494,10 @@ type PoolStats struct {
 	Refills        int64                   `json:"refills"`
 	RefillFailures int64                   `json:"refill_failures"`
 	Retired        int64                   `json:"retired"`
-	Containers     []WarmInfo              `json:"containers"`
+	// FairShareCold counts the requests that got a cold start because
+	// their tenant (API key) was over its share of the pool.
+	FairShareCold int64      `json:"fair_share_cold"`
+	Containers    []WarmInfo `json:"containers"`
 }
 
 // PreloadStats is the pool's state for one preload ("none" stands for
@@ -505,6 +541,7 @@ func (p *pool) stats() PoolStats {
 		Refills:        p.refills.Load(),
 		RefillFailures: p.refillFailures.Load(),
 		Retired:        p.retired.Load(),
+		FairShareCold:  p.fairCold.Load(),
 		Containers:     []WarmInfo{},
 	}
 	targets := p.targetsLocked()

@@ -69,19 +69,19 @@ func TestPoolTakePrefersExactThenSupersetThenBare(t *testing.T) {
 	bare := addIdle(p, PreloadNone, time.Second)
 	mpl := addIdle(p, "numpy,matplotlib", time.Second)
 
-	if got := p.take(t.Context(), "numpy"); got != numpy {
+	if got := p.take(t.Context(), "numpy", ""); got != numpy {
 		t.Fatalf("take(numpy) = %v, want the exact match", got)
 	}
-	if got := p.take(t.Context(), "numpy"); got != mpl {
+	if got := p.take(t.Context(), "numpy", ""); got != mpl {
 		t.Fatalf("second take(numpy) = %v, want the superset with fewest extras", got)
 	}
-	if got := p.take(t.Context(), "numpy,pandas"); got != full {
+	if got := p.take(t.Context(), "numpy,pandas", ""); got != full {
 		t.Fatalf("take(numpy,pandas) = %v, want the full one", got)
 	}
-	if got := p.take(t.Context(), "numpy,scipy"); got != bare {
+	if got := p.take(t.Context(), "numpy,scipy", ""); got != bare {
 		t.Fatalf("take(numpy,scipy) = %v, want the bare one (nothing covers scipy)", got)
 	}
-	if got := p.take(t.Context(), "numpy"); got != nil {
+	if got := p.take(t.Context(), "numpy", ""); got != nil {
 		t.Fatalf("take on an empty pool = %v", got)
 	}
 	if p.hits.Load() != 4 || p.misses.Load() != 1 {
@@ -92,7 +92,7 @@ func TestPoolTakePrefersExactThenSupersetThenBare(t *testing.T) {
 func TestPoolPlainCodeNeverTakesData(t *testing.T) {
 	p := newTestPool(t, 2)
 	addIdle(p, PreloadFull, time.Second)
-	if got := p.take(t.Context(), PreloadNone); got != nil {
+	if got := p.take(t.Context(), PreloadNone, ""); got != nil {
 		t.Fatalf("plain code took a %q sandbox", got.preload)
 	}
 }

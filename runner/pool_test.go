@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,5 +183,38 @@ func TestCloseRemovesPool(t *testing.T) {
 	dockertest.AssertNoContainers(t, e.cli, e.owner)
 	if _, err := e.r.Run(t.Context(), runner.Request{Code: "print(1)", Timeout: time.Second}); !errors.Is(err, runner.ErrClosed) {
 		t.Errorf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestPoolWarmDataWarningsLookCold runs the same warning in a cold sandbox
+// and in a warm data sandbox that preloaded every library: a preloaded
+// library (plotly) replaces the warnings module's formatting for the whole
+// process, and the code's stderr must not show it.
+func TestPoolWarmDataWarningsLookCold(t *testing.T) {
+	t.Parallel()
+	const code = "import warnings\nimport pandas\n\nprint('数据')\nwarnings.warn('警告')\nwarnings.warn('第二个', DeprecationWarning, stacklevel=1)\n"
+	warm := newPoolEnv(t, 2, nil)
+	dockertest.WaitFor(t, "the data sandbox", 2*time.Minute, func() bool {
+		return warm.r.Stats().Pool.Idle[runner.FlavorData] == 1
+	})
+	w := warm.run(t, code, 30*time.Second)
+	if !w.Warm || w.Flavor != runner.FlavorData {
+		t.Fatalf("warm run: warm %v flavor %q, want a warm data sandbox", w.Warm, w.Flavor)
+	}
+	cold := newEnv(t, nil) // no pool: a bare sandbox imports only what the code imports
+	c := cold.run(t, code, 30*time.Second)
+	if c.Warm {
+		t.Fatal("the run without a pool was warm")
+	}
+	for _, r := range []runner.Result{w, c} {
+		if r.Status != runner.StatusSuccess || r.Stdout != "数据\n" {
+			t.Fatalf("status %q stdout %q stderr %q", r.Status, r.Stdout, r.Stderr)
+		}
+	}
+	if !strings.Contains(c.Stderr, "UserWarning: 警告") {
+		t.Fatalf("cold stderr %q lacks the warning", c.Stderr)
+	}
+	if w.Stderr != c.Stderr {
+		t.Errorf("the warning differs:\nwarm data: %q\ncold:      %q", w.Stderr, c.Stderr)
 	}
 }

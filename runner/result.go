@@ -29,6 +29,15 @@ type Request struct {
 	// Files are written into the working directory before the code runs
 	// (CheckFileName names; Options.MaxInputFiles and MaxInputBytes).
 	Files []File
+	// OnEvent, when set, streams the execution: it is called with each
+	// chunk of stdout and stderr as it is printed and each chart as show()
+	// renders it (stream.go), in order, on the goroutine that runs the
+	// execution, before Run returns. The Result is the same as without it.
+	// It must not block for long: the execution waits for it.
+	OnEvent func(Event)
+	// Tenant names who asks (the API key's name; "" without keys): the warm
+	// pool shares its containers fairly between tenants (fair.go).
+	Tenant string
 
 	// policyChecked says the validator has already checked Code against the
 	// runner's policy and passed it (Run's pre-check): the sandbox does not

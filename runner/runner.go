@@ -266,7 +266,7 @@ func (r *Runner) run(ctx context.Context, req Request, precheck bool) (Result, e
 	t0 := time.Now()
 	var sb *sandbox
 	if r.pool != nil {
-		sb = r.pool.take(ctx, preload)
+		sb = r.pool.take(ctx, preload, req.Tenant)
 	}
 	if sb != nil {
 		sb.warm = true

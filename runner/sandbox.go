@@ -233,8 +233,9 @@ const engineCheckTimeout = 5 * time.Second
 // deadline is enforced here, from outside: past Timeout+KillGrace the
 // container is killed. The caller discards the sandbox afterwards.
 func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, error) {
+	stream := req.OnEvent != nil
 	wr := wireRequest{Code: req.Code, Timeout: req.Timeout.Seconds(), Policy: r.policyJSON,
-		Options: r.outputOptions(req.Options), Files: wireFiles(req.Files)}
+		Options: streamOptions(r.outputOptions(req.Options), stream), Files: wireFiles(req.Files)}
 	if req.policyChecked {
 		wr.Policy = nil
 	}
@@ -242,7 +243,8 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 	if err != nil {
 		return Result{}, fmt.Errorf("encode request: %w", err)
 	}
-	header := requestHeader(req.Timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body))
+	header := withStreamFlag(requestHeader(req.Timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body)), stream)
+	em := newEmitter(req.OnEvent)
 	start := time.Now()
 	base := newResult(sb.preload, sb.warm, r.opts.MemoryBytes)
 	if _, err := sb.conn.Conn.Write(append([]byte(header), body...)); err != nil {
@@ -261,12 +263,16 @@ func (r *Runner) exec(ctx context.Context, sb *sandbox, req Request) (Result, er
 			if !ok || fe.err != nil {
 				return r.diagnose(ctx, sb, base, start, fe.err)
 			}
+			if em.take(fe.f) {
+				continue
+			}
 			switch fe.f.kind {
 			case frameExit:
 				var ex wireExit
 				if err := json.Unmarshal(fe.f.payload, &ex); err != nil {
 					return Result{}, fmt.Errorf("%w: exit frame: %w", errProtocol, err)
 				}
+				em.finish()
 				res := base
 				compose(ex, got, req.Timeout, &res)
 				return res, nil

@@ -264,14 +264,16 @@ func cellText(v json.RawMessage) string {
 func checkChart(c *Chart) error {
 	switch c.Format {
 	case "png", "svg":
-		var b64 string
-		if err := json.Unmarshal(c.Data, &b64); err != nil {
+		b64, ok := jsonStringBytes(c.Data)
+		if !ok {
 			return errors.New("data is not a base64 string")
 		}
-		raw, err := base64.StdEncoding.DecodeString(b64)
+		raw := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+		n, err := base64.StdEncoding.Decode(raw, b64)
 		if err != nil {
 			return errors.New("data is not valid base64")
 		}
+		raw = raw[:n]
 		if c.Format == "png" {
 			return checkPNG(raw, c.Width, c.Height)
 		}
@@ -287,6 +289,34 @@ func checkChart(c *Chart) error {
 	default:
 		return fmt.Errorf("unknown chart format %q", c.Format)
 	}
+}
+
+// jsonStringBytes returns the text of the JSON string data, ok false when
+// data is not one. A string of printable ASCII without escapes, such as
+// base64, is its own text between the quotes: it is returned without a copy
+// and without the encoding/json scanner, which reads ~100 MB/s and would
+// spend about half a millisecond on a chart's 50 KB once more. Anything else
+// goes through json.Unmarshal.
+func jsonStringBytes(data json.RawMessage) ([]byte, bool) {
+	if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' && plainJSONText(data[1:n-1]) {
+		return data[1 : n-1], true
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, false
+	}
+	return []byte(s), true
+}
+
+// plainJSONText says b is printable ASCII without '"' or '\\': inside
+// quotes, a JSON string that means exactly b.
+func plainJSONText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 var pngSignature = []byte("\x89PNG\r\n\x1a\n")

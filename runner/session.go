@@ -484,13 +484,14 @@ func (t *sessionTable) count() int {
 	return len(t.live)
 }
 
-// newSessionID is 32 random bytes, base64url without padding (43 chars).
-func newSessionID() (string, error) {
+// newSessionID is prefix then 32 random bytes, base64url without padding
+// (43 chars).
+func newSessionID(prefix string) (string, error) {
 	var b [sessionIDBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("session id: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
 // CreateSession starts a session's container and returns the session.
@@ -504,7 +505,7 @@ func (r *Runner) CreateSession(ctx context.Context, o SessionOptions) (SessionIn
 		return SessionInfo{}, ErrClosed
 	}
 	defer r.goroutines.leave()
-	id, err := newSessionID()
+	id, err := newSessionID(r.opts.sessionIDPrefix())
 	if err != nil {
 		return SessionInfo{}, err
 	}
@@ -648,6 +649,7 @@ func (r *Runner) endSession(ctx context.Context, s *session, reason string) {
 	s.mu.Unlock()
 	r.sessions.drop(s, reason)
 	s.endOnce.Do(func() {
+		r.countSessionEnded(reason) // session_metrics.go
 		logctx.From(ctx).WithFields(logrus.Fields{
 			logSessionID: shortID(s.id), logContainerID: shortID(s.sb.id), logReason: reason,
 			"executions": executions, "age_seconds": time.Since(s.created).Round(time.Millisecond).Seconds(),
@@ -775,8 +777,15 @@ func (r *Runner) RunInSession(ctx context.Context, id string, req Request) (Resu
 		if res != nil {
 			res.Resources.MemoryLimitBytes = r.opts.SessionMemoryBytes
 			res.Session = s.state()
+			r.countSessionCell(res) // session_metrics.go
 		}
 		return derefResult(res), err
+	}
+	if r.policyJSON != nil && !req.policyChecked {
+		// No fall-back to the session's own check: its process has run the
+		// earlier cells, which can rebind what the checker relies on (the
+		// ast module is reachable from pandas).
+		return Result{}, fmt.Errorf("%w: the policy pre-check is unavailable", ErrEngineDown)
 	}
 	var res Result
 	_, err = r.withSession(ctx, id, true, true, func(s *session) error {
@@ -851,9 +860,11 @@ func (r *Runner) acquireCell(ctx context.Context) (func(), error) {
 // (res not nil) when the op did not end with an exit frame: killed at the
 // outer deadline, or the sandbox ended; the session has ended then. A
 // cancelled ctx does not stop the op: the sandbox answers within the
-// deadline, and the session stays usable.
-func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, timeout time.Duration) (*sessionReply, *Result, error) {
-	header := cellHeader(timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body))
+// deadline, and the session stays usable. With onEvent, the op streams
+// (stream.go).
+func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, timeout time.Duration, onEvent func(Event)) (*sessionReply, *Result, error) {
+	header := withStreamFlag(cellHeader(timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body)), onEvent != nil)
+	em := newEmitter(onEvent)
 	start := time.Now()
 	base := newResult(s.sb.preload, false, r.opts.SessionMemoryBytes)
 	ended := func(res Result, err error) (*sessionReply, *Result, error) {
@@ -890,8 +901,12 @@ func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, timeout
 				}
 				return ended(r.diagnose(ctx, s.sb, base, start, fe.err))
 			}
+			if em.take(fe.f) {
+				continue
+			}
 			switch fe.f.kind {
 			case frameExit:
+				em.finish()
 				rep := &sessionReply{frames: got}
 				if err := json.Unmarshal(fe.f.payload, &rep.exit); err != nil {
 					r.endSession(ctx, s, EndCrashed)
@@ -932,7 +947,7 @@ func (r *Runner) fileOp(ctx context.Context, s *session, wc wireCell) (Outputs, 
 	if err != nil {
 		return Outputs{}, fmt.Errorf("encode %s: %w", wc.Op, err)
 	}
-	rep, res, err := r.roundTrip(ctx, s, body, sessionOpTimeout)
+	rep, res, err := r.roundTrip(ctx, s, body, sessionOpTimeout, nil)
 	if err != nil {
 		return Outputs{}, err
 	}
@@ -1108,7 +1123,7 @@ func sanitizeFiles(o *Outputs) {
 func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, error) {
 	wc := wireCell{
 		Op: sessionOpRun, Code: req.Code, Timeout: req.Timeout.Seconds(), Policy: r.policyJSON,
-		Options: r.outputOptions(req.Options), Files: wireFiles(req.Files),
+		Options: streamOptions(r.outputOptions(req.Options), req.OnEvent != nil), Files: wireFiles(req.Files),
 	}
 	if req.policyChecked {
 		wc.Policy = nil
@@ -1117,7 +1132,7 @@ func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, err
 	if err != nil {
 		return Result{}, fmt.Errorf("encode cell: %w", err)
 	}
-	rep, res, err := r.roundTrip(ctx, s, body, req.Timeout)
+	rep, res, err := r.roundTrip(ctx, s, body, req.Timeout, req.OnEvent)
 	if err != nil {
 		return Result{}, err
 	}
@@ -1149,5 +1164,6 @@ func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, err
 	res.Image = s.sb.image
 	res.Session = s.state()
 	sessionOutcome(res, req.Timeout) // verdict.go
+	r.countSessionCell(res)          // session_metrics.go
 	return *res, nil
 }

@@ -374,8 +374,9 @@ func TestSharedFrames(t *testing.T) {
 	sameString(t, c, "FRAME_MAGIC", c.cString(t, "FRAME_MAGIC"), "frameMagic", frameMagic)
 	sameString(t, v, "FRAME_MAGIC", v.pyString(t, "FRAME_MAGIC"), "frameMagic", frameMagic)
 
-	goKinds := []string{frameReady, frameStdout, frameStderr, frameReport, frameOutputs, frameExit, frameError}
-	written := sortedSet(c.matches(`\bwrite_frame\(\s*"([^"]*)"`))
+	goKinds := []string{frameReady, frameStdout, frameStderr, frameReport, frameOutputs, frameExit, frameError,
+		frameStdoutChunk, frameStderrChunk, frameEvent}
+	written := sortedSet(c.matches(`\b(?:write_frame|batch_add)\(\s*(?:&?\w+,\s*)?"([^"]*)"`))
 	if want := sortedSet(goKinds); !slices.Equal(written, want) {
 		t.Errorf("%s writes frames of kinds %v, but Go's frame kinds (frames.go) are %v", c.path, written, want)
 	}
@@ -393,13 +394,15 @@ func TestSharedFrames(t *testing.T) {
 		}
 	}
 	vKinds := sortedSet(v.matches(`\bwrite_frame\(\s*"([^"]*)"`))
-	if want := sortedSet([]string{frameReady, frameValidation}); !slices.Equal(vKinds, want) {
+	// An error frame instead of ready: a malformed --policy (prepare
+	// refuses anything but ready).
+	if want := sortedSet([]string{frameReady, frameValidation, frameError}); !slices.Equal(vKinds, want) {
 		t.Errorf("%s writes frames of kinds %v, but Go's validator (validator.go) reads %v", v.path, vKinds, want)
 	}
 
 	// The child's messages on its result pipe: the supervisor takes
-	// "ready", "report" and "outputs" (matching each kind's length), and
-	// passes them on as frames of the same kind.
+	// "ready", "report", "outputs" and "event" (matching each kind's
+	// length), and passes them on as frames of the same kind.
 	accepted := map[string]bool{}
 	for _, m := range regexp.MustCompile(`memcmp\(start, "(\w+)", (\d+)\)`).FindAllStringSubmatch(c.text, -1) {
 		if n, _ := strconv.Atoi(m[2]); n != len(m[1]) {
@@ -410,8 +413,8 @@ func TestSharedFrames(t *testing.T) {
 			t.Errorf("%s: the child's message %q is no frame kind of Go's (frames.go)", c.path, m[1])
 		}
 	}
-	if len(accepted) != 3 {
-		t.Errorf("%s: the supervisor takes child messages %v, want ready, report and outputs", c.path, accepted)
+	if len(accepted) != 4 {
+		t.Errorf("%s: the supervisor takes child messages %v, want ready, report, outputs and event", c.path, accepted)
 	}
 	for _, file := range []string{"harness/child.py", "harness/runner_child.py"} {
 		py := readSource(t, file)
@@ -427,6 +430,32 @@ func TestSharedFrames(t *testing.T) {
 	fds := child.pyTuple(t, "RES_FD")
 	for _, name := range []string{"RES", "REQ", "OUT", "ERR"} {
 		sameInt(t, child, name+"_FD", fds[name+"_FD"], "(supervisor.c) CHILD_"+name+"_FD", c.cEnum(t, "CHILD_"+name+"_FD"))
+	}
+}
+
+// TestSharedStream: the streaming flag, its flush interval and the child's
+// option are the runner's (stream.go).
+func TestSharedStream(t *testing.T) {
+	c := readSource(t, "supervisor/supervisor.c")
+	sameInt(t, c, "FLAG_STREAM", c.cDefine(t, "FLAG_STREAM"), "flagStream", flagStream)
+	sameInt(t, c, "STREAM_FLUSH_MS", c.cDefine(t, "STREAM_FLUSH_MS"), "streamFlushInterval", streamFlushInterval.Milliseconds())
+	if !strings.Contains(c.text, `"%4s %llu %llu %llu %llu %llu %llu%c"`) {
+		t.Errorf("%s does not take the flags field of Go's withStreamFlag", c.path)
+	}
+	for _, h := range []string{
+		withStreamFlag(requestHeader(time.Second, 1, 2, 3, 4), true),
+		withStreamFlag(cellHeader(time.Second, 1, 2, 3, 4), true),
+	} {
+		if !strings.HasSuffix(h, " 1000 1 2 3 4 "+strconv.Itoa(flagStream)+"\n") {
+			t.Errorf("Go's streamed header = %q, not the supervisor's", h)
+		}
+	}
+	if h := withStreamFlag(requestHeader(time.Second, 1, 2, 3, 4), false); h != "run 1000 1 2 3 4\n" {
+		t.Errorf("Go's plain header = %q, want the old form", h)
+	}
+	py := readSource(t, "harness/runner_child.py")
+	if !strings.Contains(py.text, `options.get("`+optStream+`") is True`) {
+		t.Errorf("%s does not read the option %q of Go's optStream", py.path, optStream)
 	}
 }
 
@@ -672,11 +701,19 @@ func TestSharedDetectsDrift(t *testing.T) {
 			[]string{`write_exit never reports state "alive"`}},
 		{"supervisor/supervisor.c", `\\"memory_bytes\\":`, `\"mem\":`, "TestSharedExitFrame",
 			[]string{"write_exit sends fields", " mem "}},
+		{"supervisor/supervisor.c", `(#define FLAG_STREAM )1`, "${1}2", "TestSharedStream",
+			[]string{"supervisor.c: FLAG_STREAM = 2, but Go's flagStream = 1"}},
+		{"supervisor/supervisor.c", `(#define STREAM_FLUSH_MS )50`, "${1}100", "TestSharedStream",
+			[]string{"supervisor.c: STREAM_FLUSH_MS = 100, but Go's streamFlushInterval = 50"}},
+		{"harness/runner_child.py", `options.get\("stream"\)`, `options.get("streaming")`, "TestSharedStream",
+			[]string{`does not read the option "stream"`}},
+		{"supervisor/supervisor.c", `memcmp\(start, "event", 5\)`, `memcmp(start, "evt", 3)`, "TestSharedFrames",
+			[]string{`the child's message "evt" is no frame kind`}},
 		{"harness/workdir.py", `("max_files": \()\d+`, "${1}30", "TestSharedSession",
 			[]string{"workdir.py: _DEFAULTS[max_files] = 30, but Go's DefaultMaxOutputFiles = 20"}},
 		{"harness/workdir.py", `(?m)^(MAX_DEPTH = )4`, "${1}5", "TestSharedSession",
 			[]string{"workdir.py: MAX_PATH_DEPTH = 6, but Go's maxFileDepth = 5"}},
-		{"supervisor/supervisor.c", `write_frame\("exit"`, `write_frame("exited"`, "TestSharedFrames",
+		{"supervisor/supervisor.c", `batch_add\(bt, "exit"`, `batch_add(bt, "exited"`, "TestSharedFrames",
 			[]string{"supervisor.c writes frames of kinds", "exited"}},
 		{"supervisor/supervisor.c", `(CHILD_OUT_FD = )5`, "${1}7", "TestSharedFrames",
 			[]string{"harness/child.py: OUT_FD = 5, but Go's (supervisor.c) CHILD_OUT_FD = 7"}},

@@ -2,9 +2,12 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +19,14 @@ import (
 // running validate.py: it parses code and applies the policy but never
 // executes anything, so one process can safely serve every /validate call
 // and the pre-check of every /execute. It is restarted when it dies.
+//
+// The runner's policy is given to the process once, on its command line
+// (validate.py --policy), so that a request is only {"id", "code"}: the
+// 4 KB of rules are neither sent, parsed nor type-checked per request. Each
+// answer names the SHA-256 of the rules it applied, and an answer that does
+// not name the runner's is a protocol error, so a validator that did not
+// apply the policy can never let code through unchecked (the pre-check then
+// falls back to the sandbox's own check).
 
 const (
 	roleValidator = "validator"
@@ -27,10 +38,29 @@ const (
 var validatorEntrypoint = []string{"/usr/bin/python3", "-I", "-B", "/opt/pyexec/validate.py"}
 
 type validator struct {
-	mu sync.Mutex // guards sb and seq; serialises requests
+	mu sync.Mutex // guards the fields below; serialises requests
 	sb *sandbox
 	// seq numbers requests so answers can be matched.
 	seq uint64
+	// policySum is the hex SHA-256 of the policy on the process's command
+	// line, which every answer must name; "" without a policy.
+	policySum string
+}
+
+// validatorRequest is one request line; the policy is the process's own.
+type validatorRequest struct {
+	ID   string `json:"id"`
+	Code string `json:"code"`
+}
+
+// validatorCommand is the validator's command line for policy (nil: off),
+// and the SHA-256 its answers will name.
+func validatorCommand(policyJSON json.RawMessage) ([]string, string) {
+	if policyJSON == nil {
+		return validatorEntrypoint, ""
+	}
+	sum := sha256.Sum256(policyJSON)
+	return append(slices.Clone(validatorEntrypoint), "--policy", string(policyJSON)), hex.EncodeToString(sum[:])
 }
 
 // Validation is the outcome of checking code without running it.
@@ -60,15 +90,16 @@ func (r *Runner) validate(ctx context.Context, code string) (Validation, error) 
 			r.discard(ctx, v.sb)
 			v.sb = nil
 		}
-		sb, err := r.prepareWith(context.WithoutCancel(ctx), roleValidator, PreloadNone, validatorEntrypoint)
+		cmd, sum := validatorCommand(r.policyJSON)
+		sb, err := r.prepareWith(context.WithoutCancel(ctx), roleValidator, PreloadNone, cmd)
 		if err != nil {
 			return Validation{}, fmt.Errorf("start validator: %w", err)
 		}
-		v.sb = sb
+		v.sb, v.policySum = sb, sum
 	}
 	v.seq++
 	id := strconv.FormatUint(v.seq, 10)
-	line, err := json.Marshal(map[string]any{"id": id, "code": code, "policy": r.policyJSON})
+	line, err := json.Marshal(validatorRequest{ID: id, Code: code})
 	if err != nil {
 		return Validation{}, err
 	}
@@ -88,10 +119,15 @@ func (r *Runner) validate(ctx context.Context, code string) (Validation, error) 
 			ID     string             `json:"id"`
 			Valid  bool               `json:"valid"`
 			Errors []policy.Violation `json:"errors"`
+			Policy string             `json:"policy_sha256"`
 		}
 		if err := json.Unmarshal(fe.f.payload, &ans); err != nil || ans.ID != id {
 			v.reset(r, ctx)
 			return Validation{}, fmt.Errorf("%w: validator answer for %q: %v", errProtocol, ans.ID, err)
+		}
+		if ans.Policy != v.policySum {
+			v.reset(r, ctx)
+			return Validation{}, fmt.Errorf("%w: validator applied policy %.16q, not the runner's %.16q", errProtocol, ans.Policy, v.policySum)
 		}
 		if !ans.Valid && len(ans.Errors) == 0 {
 			v.reset(r, ctx)

@@ -57,7 +57,9 @@ type service struct {
 	owner string
 }
 
-func startService(t *testing.T) *service {
+// startService starts the binary with the test's settings, then extra
+// (NAME=value; a later one wins).
+func startService(t *testing.T, extra ...string) *service {
 	t.Helper()
 	cli := dockertest.Require(t)
 	dockertest.Image(t, cli) // the binary then finds the image and builds nothing
@@ -74,13 +76,13 @@ func startService(t *testing.T) *service {
 		t.Fatal(err)
 	}
 	owner := dockertest.Owner(t)
-	svc, err := loadgen.Start(bin, port, []string{
+	svc, err := loadgen.Start(bin, port, append([]string{
 		"SERVICE_ID=" + owner,
 		"BUILD_IMAGE=false",
 		"MAX_WORKERS=3",
 		"POOL_SIZE=2",
 		"LOG_LEVEL=warn",
-	}, nil)
+	}, extra...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

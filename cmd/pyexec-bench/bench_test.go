@@ -218,6 +218,18 @@ func TestAggregate(t *testing.T) {
 	if r.ExecMSP50 != 3 || r.DurationMSP50 != 15 {
 		t.Errorf("exec p50 %v, duration p50 %v", r.ExecMSP50, r.DurationMSP50)
 	}
+	// Per request: 10-2, 30-4, 20-3; not the difference of the medians (17).
+	if r.OverExecMSP50 != 17 {
+		t.Errorf("over exec p50 %v, want 17", r.OverExecMSP50)
+	}
+	skew := aggregate([]outcome{
+		{latency: 100 * time.Millisecond, ok: true, execMS: 10, sandbox: "none"},
+		{latency: 12 * time.Millisecond, ok: true, execMS: 11, sandbox: "none"},
+		{latency: 13 * time.Millisecond, ok: true, execMS: 12, sandbox: "none"},
+	}, time.Second)
+	if skew.OverExecMSP50 != 1 || skew.Latency.P50-float64(skew.ExecMSP50) != 2 {
+		t.Errorf("over exec p50 %v (latency p50 %v, exec p50 %v), want 1", skew.OverExecMSP50, skew.Latency.P50, skew.ExecMSP50)
+	}
 	if r.Sandboxes["none"] != 2 || r.Sandboxes["data"] != 1 {
 		t.Errorf("sandboxes = %v", r.Sandboxes)
 	}
@@ -227,7 +239,7 @@ func TestAggregate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), `"execution_time_p50_ms":null`) {
+	if !strings.Contains(string(b), `"execution_time_p50_ms":null`) || !strings.Contains(string(b), `"over_execution_p50_ms":null`) {
 		t.Errorf("naive phase JSON: %s", b)
 	}
 	if e := aggregate(nil, 0); e.ThroughputRPS != 0 || e.Latency.N != 0 {

@@ -242,6 +242,12 @@ func printReport(w io.Writer, r *report) {
 				fmtRate(float64(t.Limit)), t.Unit, verdict)
 		}
 		_ = tw.Flush()
+		for _, p := range r.Phases {
+			if p.Target == "session" && p.Phase == "low-rate" && !math.IsNaN(float64(p.OverExecMSP50)) {
+				fmt.Fprintf(w, "  %s: per cell, latency minus its own execution_time, p50 %s ms (execution_time is whole ms)\n",
+					p.Workload, fmtMS(float64(p.OverExecMSP50)))
+			}
+		}
 	}
 
 	s := r.Service

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/images"
+	"github.com/pyexec/pyexec/internal/engine"
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
@@ -51,6 +53,9 @@ import (
 //	SESSION_MAX_LIFETIME_SECONDS  seconds  3600
 //	    a session older than this is ended (at most 86400)
 //	SESSION_MEMORY_LIMIT          bytes    MEMORY_LIMIT
+//	SESSION_ID_PREFIX             name     unset
+//	    starts every session ID ("e1-..."): a load balancer routes sessions to their
+//	    replica by it (compose/nginx); lowercase letters and digits, at most 16
 //	    memory of one session's container (no swap)
 //	SHUTDOWN_TIMEOUT_SECONDS      seconds  MAX_TIMEOUT_SECONDS+15
 //	    how long requests in flight may finish after SIGTERM; then they are cancelled
@@ -58,6 +63,13 @@ import (
 //	    bearer token of /admin/* (at least 16 characters); unset: those routes answer 404
 //	ADMIN_EXTRA_PACKAGES_ALLOWED  list     python3-sklearn,python3-statsmodels,python3-sympy,python3-networkx
 //	    Debian packages an admin rebuild may add, comma-separated
+//	API_KEYS_FILE                 path     unset
+//	    JSON file of API keys (SHA-256) and their quotas (internal/keys); reloaded on
+//	    SIGHUP and when it changes; unset: /execute, /validate, /sessions*, /mcp are open
+//	DOCKER_HOST, DOCKER_API_VERSION          the engine (default: the local socket)
+//	DOCKER_CERT_PATH + DOCKER_TLS_VERIFY     mutual TLS from ca.pem, cert.pem, key.pem in a directory
+//	DOCKER_TLS_CA, DOCKER_TLS_CERT, DOCKER_TLS_KEY
+//	    mutual TLS from these files (all three; tcp:// DOCKER_HOST); see internal/engine
 type Config struct {
 	Port            int
 	MaxWorkers      int
@@ -87,9 +99,15 @@ type Config struct {
 	SessionIdleTimeout time.Duration
 	SessionMaxLifetime time.Duration
 	SessionMemoryBytes int64
+	// SessionIDPrefix starts every session ID (runner.Options).
+	SessionIDPrefix string
 	// AdminToken is a secret: never logged, redacted in fields().
 	AdminToken    string
 	AdminPackages []string
+	// Engine is how to reach the Docker engine, TLS files checked.
+	Engine engine.Settings
+	// APIKeysFile is the API keys file (keys.go); empty: keys are off.
+	APIKeysFile string
 }
 
 // defaultAdminPackages are the extra packages a rebuild may add unless
@@ -144,8 +162,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c.SessionIdleTimeout = p.secondsUpTo("SESSION_IDLE_TIMEOUT_SECONDS", 600, maxSessionLifetime)
 	c.SessionMaxLifetime = p.secondsUpTo("SESSION_MAX_LIFETIME_SECONDS", 3600, maxSessionLifetime)
 	c.SessionMemoryBytes = p.bytes("SESSION_MEMORY_LIMIT", strconv.FormatInt(c.MemoryBytes, 10), 64<<20, 1<<40)
+	c.SessionIDPrefix = p.str("SESSION_ID_PREFIX", "")
+	if p.err == nil && !sessionIDPrefixRE.MatchString(c.SessionIDPrefix) {
+		p.fail("SESSION_ID_PREFIX", c.SessionIDPrefix, "want at most 16 lowercase letters and digits, e.g. e1")
+	}
 	c.AdminToken = p.secret("ADMIN_TOKEN", minAdminTokenBytes)
 	c.AdminPackages = p.packages("ADMIN_EXTRA_PACKAGES_ALLOWED", defaultAdminPackages)
+	c.Engine = p.engine()
+	c.APIKeysFile = p.keysFile("API_KEYS_FILE") // keys.go: must exist and parse
 	if p.err == nil && c.Timeout > c.MaxTimeout {
 		p.err = fmt.Errorf("TIMEOUT_SECONDS (%v) must not exceed MAX_TIMEOUT_SECONDS (%v)", c.Timeout, c.MaxTimeout)
 	}
@@ -339,10 +363,12 @@ func (c Config) fields() map[string]any {
 		"session_idle_timeout_seconds": c.SessionIdleTimeout.Seconds(),
 		"session_max_lifetime_seconds": c.SessionMaxLifetime.Seconds(),
 		"session_memory_limit_bytes":   c.SessionMemoryBytes,
+		"session_id_prefix":            c.SessionIDPrefix,
 
 		"shutdown_timeout_seconds":     c.ShutdownTimeout.Seconds(),
 		"admin_token":                  redact(c.AdminToken),
 		"admin_extra_packages_allowed": c.AdminPackages,
+		"api_keys_file":                c.APIKeysFile,
 	}
 }
 
@@ -353,3 +379,7 @@ func redact(secret string) string {
 	}
 	return "redacted"
 }
+
+// sessionIDPrefixRE is what SESSION_ID_PREFIX may be (runner.Options checks
+// it too).
+var sessionIDPrefixRE = regexp.MustCompile(`^[a-z0-9]{0,16}$`)

@@ -147,7 +147,8 @@ func TestFaultEngineRestartUnderLoad(t *testing.T) {
 	time.Sleep(dockertest.Scale(15 * time.Second))
 	stopAt := time.Now()
 	stopTook := dockertest.StopEngine(t)
-	time.Sleep(10 * time.Second)
+	checkProbesEngineDown(t, svc.URL) // probes_test.go
+	time.Sleep(10*time.Second - time.Since(stopAt) + stopTook)
 	startTook := dockertest.StartEngine(t)
 	backAt := time.Now()
 	// Keep the load for 35 s past the first success (or its deadline).
@@ -185,6 +186,7 @@ func TestFaultEngineRestartUnderLoad(t *testing.T) {
 	if all.OK == 0 || loadgen.Summarize(answers, time.Time{}, stopAt, nil).OK == 0 {
 		t.Error("no success before the fault: the load did not run")
 	}
+	waitReady(t, svc.URL, 30*time.Second) // probes_test.go
 	select {
 	case <-svc.Exited():
 		t.Fatalf("service exited: %v", svc.ExitErr)

@@ -7,6 +7,9 @@
 //
 //	pyexec               serve
 //	pyexec -build-image  build the analytics image if missing, then exit
+//	pyexec -healthcheck  GET /livez of the service on this host, exit 0 or 1
+//	pyexec -hash-key     read an API key on stdin, print its SHA-256 for API_KEYS_FILE
+//	pyexec -mcp-stdio    serve the MCP tools over stdin/stdout (logs on stderr)
 package main
 
 import (
@@ -29,6 +32,8 @@ import (
 
 	"github.com/pyexec/pyexec/handlers"
 	"github.com/pyexec/pyexec/images"
+	"github.com/pyexec/pyexec/internal/engine"
+	"github.com/pyexec/pyexec/internal/keys"
 	"github.com/pyexec/pyexec/internal/logctx"
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
@@ -36,7 +41,15 @@ import (
 
 func main() {
 	buildOnly := flag.Bool("build-image", false, "build the analytics image if missing, print its tag, and exit")
+	checkOnly := flag.Bool("healthcheck", false, "GET /livez of the service on this host (PORT); exit 0 if it answers 200, else 1")
+	hashKeyOnly := flag.Bool("hash-key", false, "read an API key on stdin, print its hex SHA-256 for API_KEYS_FILE, and exit")
 	flag.Parse()
+	if *hashKeyOnly {
+		hashKeyMain() // keys.go; exits
+	}
+	if *checkOnly {
+		healthcheckMain() // healthcheck.go; exits
+	}
 
 	cfg, err := loadConfig(os.Getenv)
 	if err != nil {
@@ -59,18 +72,27 @@ func main() {
 
 func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) error {
 	ctx = logctx.With(ctx, logrus.NewEntry(log))
-	// FromEnv honours DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and
-	// DOCKER_API_VERSION; without the last, the client negotiates the API
-	// version (the default of github.com/moby/moby/client).
-	cli, err := client.New(client.FromEnv)
+	// DOCKER_HOST, DOCKER_API_VERSION and the TLS settings (validated by
+	// loadConfig); without DOCKER_API_VERSION the client negotiates.
+	cli, err := engine.New(cfg.Engine)
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer cli.Close()
+	log.WithField("engine", cfg.Engine.Describe()).Info("docker engine")
+	if cfg.Engine.Plaintext() {
+		log.WithField("docker_host", cfg.Engine.Host).Warn("engine reached over TCP without TLS: whoever reaches that port is root on its host")
+	}
 	// Negotiate once up front. If the engine does not answer yet, the
-	// client negotiates on its first request instead.
+	// client negotiates on its first request instead, and the service
+	// answers 503 meanwhile. A TLS failure is no outage but a wrong
+	// certificate: stop here, naming the settings.
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		if terr := engine.StartupError(cfg.Engine, err); terr != nil {
+			cancel()
+			return terr
+		}
 		log.WithError(err).Warn("docker engine: API version not negotiated at start")
 	}
 	cancel()
@@ -95,7 +117,11 @@ func run(ctx context.Context, cfg Config, log *logrus.Logger, buildOnly bool) er
 	} else if n > 0 {
 		log.WithField("containers", n).Warn("removed containers left by an earlier run")
 	}
+	if *mcpStdio {
+		return serveMCPStdio(ctx, cfg, log, svc) // mcpstdio.go: starts svc, MCP over stdin/stdout, no HTTP
+	}
 	svc.start(ctx)
+	go watchKeys(ctx, svc.keys, log) // keys.go: SIGHUP and file changes
 
 	srv := handlers.NewServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)), svc.handler, cfg.MaxTimeout)
 	errc := make(chan error, 1)
@@ -119,6 +145,8 @@ type service struct {
 	healer  *images.Healer
 	rn      *runner.Runner
 	handler http.Handler
+	// keys are the API keys, nil when off (keys.go).
+	keys *keys.Store
 	// started is closed when the start-up goroutine (start) has ended,
 	// healed when the healer's has.
 	started chan struct{}
@@ -163,6 +191,7 @@ func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *ima
 		SessionMemoryBytes: cfg.SessionMemoryBytes,
 		SessionIdleTimeout: cfg.SessionIdleTimeout,
 		SessionMaxLifetime: cfg.SessionMaxLifetime,
+		SessionIDPrefix:    cfg.SessionIDPrefix,
 		Registerer:         reg,
 		// A create found no image: it was removed under the service.
 		OnNoImage: func(image string) { s.healer.Trigger(image) },
@@ -181,6 +210,9 @@ func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *ima
 	if cfg.MaxSessions > 0 {
 		sessions = rn
 	}
+	if s.keys, err = openKeys(cfg, log); err != nil { // keys.go
+		return nil, err
+	}
 	s.handler = handlers.New(handlers.Options{
 		Runner:         rn,
 		Sessions:       sessions,
@@ -191,6 +223,7 @@ func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *ima
 		MaxTimeout:     cfg.MaxTimeout,
 		Health:         s.health,
 		Settings:       cfg.fields(),
+		ServiceID:      cfg.ServiceID,
 
 		Registerer: reg,
 		Gatherer:   reg,
@@ -200,6 +233,7 @@ func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *ima
 		// packages of the image in use, to rebuild it with them.
 		Switcher:        adminSwitcher{Runner: rn, healer: s.healer},
 		AllowedPackages: cfg.AdminPackages,
+		Keys:            s.keys,
 	})
 	return s, nil
 }

@@ -49,6 +49,7 @@ func TestSpecValidates(t *testing.T) {
 		"GET /docs", "GET /redoc",
 		"POST /sessions", "GET /sessions/{id}", "DELETE /sessions/{id}", "POST /sessions/{id}/execute",
 		"GET /sessions/{id}/files/{name}", "PUT /sessions/{id}/files/{name}",
+		"GET /livez", "GET /readyz", "POST /mcp",
 	}
 	ops := operations(doc)
 	var got []string

@@ -1,5 +1,9 @@
 // Calls to the pyexec API. Every URL is relative to the page, so the page
-// works under any path prefix behind a proxy of the same origin.
+// works under any path prefix behind a proxy of the same origin. Every call
+// carries the API key of the page's "API key" field, when one is set, as
+// X-API-Key (apikey.js).
+
+import { getKey, validKey } from "./apikey.js";
 
 // ApiError is an answer other than 2xx: the service's {"error": {code,
 // message}} when it sent one.
@@ -14,6 +18,13 @@ export class ApiError extends Error {
 
 async function request(method, url, body, opts = {}) {
   const init = { method, headers: {}, signal: opts.signal, keepalive: opts.keepalive };
+  const key = getKey();
+  if (key) {
+    if (!validKey(key)) {
+      throw new ApiError(0, "bad_api_key", "the API key may hold only printable ASCII characters without spaces");
+    }
+    init.headers["X-API-Key"] = key;
+  }
   if (body !== undefined) {
     if (body instanceof Blob) {
       init.body = body;
@@ -31,6 +42,7 @@ async function request(method, url, body, opts = {}) {
     throw new ApiError(0, "network_error", "the service did not answer: " + err.message);
   }
   if (resp.status === 204) return null;
+  if (opts.blob && resp.ok) return resp.blob();
   const text = await resp.text();
   let data = null;
   try {
@@ -58,6 +70,8 @@ export const api = {
     request("PUT", "sessions/" + encodeURIComponent(id) + "/files/" + encodeURIComponent(name), blob),
   deleteSession: (id, keepalive = false) =>
     request("DELETE", "sessions/" + encodeURIComponent(id), undefined, { keepalive }),
+  // file is a session's file as a Blob (a link cannot send the key).
+  file: (id, name) => request("GET", api.fileURL(id, name), undefined, { blob: true }),
   fileURL: (id, name) =>
     "sessions/" + encodeURIComponent(id) + "/files/" + name.split("/").map(encodeURIComponent).join("/"),
 };

@@ -3,6 +3,7 @@
 // session, files uploaded into it).
 
 import { api, ApiError } from "./api.js";
+import { getKey, setKey, validKey } from "./apikey.js";
 import { createEditor, getCode, setCode, highlightErrorLine } from "./editor.js";
 import { el, formatBytes, renderResult, renderFailure } from "./render.js";
 import { readLocation, shareURL } from "./share.js";
@@ -50,6 +51,60 @@ function setStatus(text) {
   $("status").textContent = text;
 }
 
+// ---- API key ---------------------------------------------------------------
+
+// askForKey points at the API key field after a 401: marked invalid and
+// focused, so the key can be typed at once.
+function askForKey() {
+  const f = $("api-key");
+  f.setAttribute("aria-invalid", "true");
+  f.focus();
+}
+
+// explain turns a failed call into what the page shows: a 401 becomes a
+// request for a key (the key itself is never shown), a 429 says when to
+// retry. Anything else is shown as the service said it.
+function explain(err) {
+  if (!(err instanceof ApiError)) return new ApiError(0, "error", String(err));
+  if (err.status === 401) {
+    askForKey();
+    const msg = getKey()
+      ? "the service did not accept this API key. Check the key in the API key field above and try again."
+      : "this service needs an API key. Enter it in the API key field above and try again.";
+    return new ApiError(401, "unauthorized", msg);
+  }
+  if (err.code === "bad_api_key") askForKey();
+  return err;
+}
+
+// failureText is explain(err) as one line for the status bar.
+function failureText(err) {
+  const e = explain(err);
+  return e.message + (e.retryAfter ? ` Try again in ${e.retryAfter} s.` : "");
+}
+
+function setupKeyField() {
+  const f = $("api-key");
+  f.value = getKey(); // the value property: the key never becomes an attribute
+  f.addEventListener("input", () => {
+    const key = f.value.trim();
+    setKey(key); // an invalid key is kept too, so that it is not an older one that is sent
+    if (key && !validKey(key)) {
+      f.setAttribute("aria-invalid", "true");
+      setStatus("The API key may hold only printable ASCII characters without spaces.");
+      return;
+    }
+    f.removeAttribute("aria-invalid");
+  });
+  // Enter in the field runs the code (after a 401 the focus is here).
+  f.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !state.session) {
+      e.preventDefault();
+      runSingle();
+    }
+  });
+}
+
 // ---- single runs ----------------------------------------------------------
 
 async function runSingle() {
@@ -71,7 +126,7 @@ async function runSingle() {
     state.freeDownloads = renderResult(results, res, { onLine: (l) => highlightErrorLine(editor, l) });
     if (res.error && res.error.line) highlightErrorLine(editor, res.error.line);
   } catch (err) {
-    renderFailure(results, err instanceof ApiError ? err : new ApiError(0, "error", String(err)));
+    renderFailure(results, explain(err));
   } finally {
     state.running = false;
     $("run").disabled = false;
@@ -86,7 +141,7 @@ async function loadTemplates() {
     const body = await api.templates();
     state.templates = Array.isArray(body && body.templates) ? body.templates : [];
   } catch (err) {
-    setStatus("Templates could not be loaded: " + err.message);
+    setStatus("Templates could not be loaded: " + failureText(err));
     return;
   }
   const sel = $("template");
@@ -104,7 +159,7 @@ async function useTemplate(id) {
     try {
       t = await api.template(id);
     } catch (err) {
-      setStatus(`Template "${id}" could not be loaded: ${err.message}`);
+      setStatus(`Template "${id}" could not be loaded: ${failureText(err)}`);
       return false;
     }
   }
@@ -206,7 +261,7 @@ async function startSession() {
   } catch (err) {
     $("session-mode").checked = false;
     $("session-mode").disabled = false;
-    setStatus("The session could not be started: " + err.message);
+    setStatus("The session could not be started: " + failureText(err));
     return;
   }
   $("session-mode").disabled = false;
@@ -257,7 +312,7 @@ async function endSession({ keepalive = false } = {}) {
       await api.deleteSession(s.id, keepalive);
     } catch (err) {
       if (err.status !== 404) {
-        setStatus("The session could not be ended: " + err.message);
+        setStatus("The session could not be ended: " + failureText(err));
         return;
       }
     }
@@ -337,7 +392,7 @@ function runCell(cell) {
       if (res.output && res.output.files && res.output.files.length) refreshFiles();
     } catch (err) {
       cell.prompt.textContent = "[!]";
-      renderFailure(cell.out, err instanceof ApiError ? err : new ApiError(0, "error", String(err)));
+      renderFailure(cell.out, explain(err));
       if (err.status === 404) setSessionEnded(err.message);
     } finally {
       cell.li.classList.remove("running");
@@ -350,9 +405,33 @@ function runCell(cell) {
 function showSessionFiles(files) {
   const list = $("session-files");
   const s = state.session;
-  list.replaceChildren(...files.map((f) => el("li", {},
-    el("a", { href: api.fileURL(s.id, f.name), download: f.name.split("/").pop(), text: f.name }),
-    el("span", { class: "muted", text: " " + formatBytes(f.size) }))));
+  list.replaceChildren(...files.map((f) => {
+    const a = el("a", { href: api.fileURL(s.id, f.name), download: f.name.split("/").pop(), text: f.name });
+    a.addEventListener("click", (e) => downloadSessionFile(e, s, f.name, a.download));
+    return el("li", {}, a, el("span", { class: "muted", text: " " + formatBytes(f.size) }));
+  }));
+}
+
+// downloadSessionFile fetches a session's file through api.js, which sends
+// the API key (a followed link cannot), and saves it from a blob: URL. A
+// click with a modifier (new tab, new window) keeps the plain link.
+async function downloadSessionFile(e, s, name, saveAs) {
+  if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+  e.preventDefault();
+  let blob;
+  try {
+    blob = await api.file(s.id, name);
+  } catch (err) {
+    setStatus(`${name} could not be downloaded: ${failureText(err)}`);
+    if (err.status === 404) setSessionEnded(err.message);
+    return;
+  }
+  const url = URL.createObjectURL(blob);
+  const tmp = el("a", { href: url, download: saveAs, hidden: "" });
+  document.body.append(tmp);
+  tmp.click();
+  tmp.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 async function refreshFiles() {
@@ -380,7 +459,7 @@ async function uploadFiles(files) {
       const r = await api.putFile(s.id, f.name, f);
       setStatus(`Uploaded ${r.name} (${formatBytes(r.size)}) into the session: read it with pd.read_csv(${JSON.stringify(r.name)}).`);
     } catch (err) {
-      setStatus(`${f.name} was not uploaded: ${err.message}`);
+      setStatus(`${f.name} was not uploaded: ${failureText(err)}`);
       if (err.status === 404) setSessionEnded(err.message);
     }
   }
@@ -429,6 +508,7 @@ async function main() {
   if (/Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent)) {
     $("run").querySelector("kbd").textContent = "⌘+Enter";
   }
+  setupKeyField();
   $("run").addEventListener("click", runSingle);
   $("share").addEventListener("click", share);
   $("template").addEventListener("change", (e) => {

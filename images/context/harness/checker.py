@@ -87,7 +87,8 @@ _POLICY_TYPES = frozenset(
 
 def check(code, rules):
     """Returns the sorted list of errors for `code` (a str) under `rules` (a
-    dict, or None for syntax only). Never raises, never executes the code."""
+    dict, a Rules from prepare(), or None for syntax only). Never raises,
+    never executes the code."""
     try:
         return _Check(code, rules).run()
     except (RecursionError, MemoryError):
@@ -254,6 +255,12 @@ def _path_problem(pieces):
     return None
 
 
+def prepare(rules):
+    """The rules dict, type-checked once, for many calls of check() (a
+    long-lived validator: the same rules for every request)."""
+    return _Rules(rules) if isinstance(rules, dict) else None
+
+
 def _strset(value):
     if isinstance(value, (list, tuple)):
         return frozenset(v for v in value if isinstance(v, str))
@@ -293,7 +300,10 @@ class _Rules:
 class _Check:
     def __init__(self, code, rules):
         self.code = code
-        self.rules = _Rules(rules) if isinstance(rules, dict) else None
+        if isinstance(rules, _Rules):
+            self.rules = rules
+        else:
+            self.rules = _Rules(rules) if isinstance(rules, dict) else None
         self.errors = set()
         self._lines = None
         self.called = set()  # ids of Name/Attribute nodes that are a Call's func

@@ -81,13 +81,7 @@ def parse_preload(value):
 def preload(libs):
     """Imports the libraries so user code that needs them starts warm. A
     library that fails to import is left for the code to import, and fail,
-    itself."""
-    import warnings
-
-    # plotly.tools replaces warnings.formatwarning for the whole process: put
-    # Python's own back, so preloading plotly does not change how the code's
-    # warnings look.
-    formatwarning = warnings.formatwarning
+    itself. (main puts back how warnings are shown.)"""
     for lib in libs:
         try:
             if lib == "matplotlib":
@@ -100,7 +94,6 @@ def preload(libs):
                 import plotly.express  # noqa: F401  (it needs pandas)
         except Exception:
             pass
-    warnings.formatwarning = formatwarning
     if "matplotlib" in libs:
         # Render once so font caches and the Agg renderer are warm (the first
         # render in a fresh process costs ~100 ms more).
@@ -193,6 +186,10 @@ def session_requests(pending):
 
 def main():
     t0 = time.monotonic()
+    import warnings
+
+    # Python's own, before any library is loaded (see below).
+    formatwarning, showwarning = warnings.formatwarning, warnings.showwarning
     prepare_matplotlib_config()
     libs = parse_preload(os.environ.get("PYEXEC_PRELOAD"))
     import runner_child
@@ -212,6 +209,11 @@ def main():
     os.close(ERR_FD)
     runner_child.setup()
     runner_child.warm()
+    # plotly.tools, loaded by the preload or by the output hooks' warm-up,
+    # replaces warnings.formatwarning for the whole process: put Python's
+    # own back (and showwarning, should a library replace it), so a warm
+    # sandbox shows the code's warnings exactly as a cold one does.
+    warnings.formatwarning, warnings.showwarning = formatwarning, showwarning
     ready = {
         "preload": ",".join(libs) or PRELOAD_NONE,
         "preload_ms": preload_ms,

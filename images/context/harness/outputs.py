@@ -177,9 +177,13 @@ def prepare(preloaded):
             pass
 
 
-def before(namespace, options):
+def before(namespace, options, on_chart=None):
+    """Before the user's code runs. on_chart (streaming), when given, is
+    called with each chart as it is rendered (show() or display(), or at the
+    end of the run), after it was kept for the outputs."""
     global _state
     _state = _State(options, namespace)
+    _state.on_chart = on_chart
     builtins.display = display
     if _patch_loaded() and not any(type(f) is _ImportHook for f in sys.meta_path):
         sys.meta_path.insert(0, _ImportHook())
@@ -263,6 +267,7 @@ class _State:
         self.charts = []
         self.charts_truncated = False
         self.chart_bytes = 0
+        self.on_chart = None
         self.chart_objs = {}  # id -> figure rendered (keeps it alive: ids stay unique)
         self.frames = []
         self.frames_truncated = False
@@ -288,6 +293,11 @@ class _State:
             return False
         self.charts.append(chart)
         self.chart_bytes += size
+        if self.on_chart is not None:
+            try:
+                self.on_chart(chart)
+            except Exception as exc:
+                self.error("stream chart", exc)
         return True
 
     def chart_room(self):

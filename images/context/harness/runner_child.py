@@ -21,7 +21,9 @@ request per cell with the pipes open, by its "op":
   list  {"op": "list"}: the outputs' "files" list every regular file of the
         working directory with its size, without content.
 Every cell ends with a "report" ({"error", "cpu_ms"}) and an "outputs"
-message (outputs.empty() plus the file fields of workdir.py).
+message (outputs.empty() plus the file fields of workdir.py). With the option
+"stream" (true), a run also sends an "event" message ({"chart": chart}) for
+each chart as it is rendered, before the report.
 """
 
 import _ast  # not ast, json, signal: they import enum, re and functools,
@@ -61,6 +63,35 @@ def send_message(res_w, kind, payload):
     while view:
         n = os.write(res_w, view)
         view = view[n:]
+
+
+# Linux's ioctl that tells how many bytes a pipe holds (termios.FIONREAD).
+_FIONREAD = 0x541B
+# How long, at most, an event waits to be read by the supervisor.
+EVENT_READ_WAIT = 0.2
+
+
+def send_event(res_w, event):
+    """Streaming: sends one event (a dict: {"chart": chart}) now, after what
+    the code printed before it, and waits until the supervisor has read it
+    (at most EVENT_READ_WAIT), so that what the code prints next comes after
+    it (supervisor.c, stream_catch_up)."""
+    _flush_streams()
+    payload = jsonlite.dumps(event, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    send_message(res_w, "event", payload)
+    import fcntl
+    import time
+
+    held = bytearray(4)
+    deadline = time.monotonic() + EVENT_READ_WAIT
+    while time.monotonic() < deadline:
+        try:
+            fcntl.ioctl(res_w, _FIONREAD, held, True)
+        except OSError:
+            return
+        if not any(held):
+            return
+        time.sleep(0.0005)
 
 
 def _set_streams():
@@ -403,7 +434,10 @@ def execute(request, res_w, namespace, tracker, session=False):
     if session:
         workdir.ensure_outputs()
         before = {k: id(v) for k, v in list(namespace.items())}
-    outputs.before(namespace, options)
+    on_chart = None
+    if isinstance(options, dict) and options.get("stream") is True:
+        on_chart = lambda chart: send_event(res_w, {"chart": chart})  # noqa: E731
+    outputs.before(namespace, options, on_chart)
     error, value = run_user_code(request["code"], namespace, interruptible=session)
     _flush_streams()
     names = None

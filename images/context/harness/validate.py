@@ -1,6 +1,6 @@
 """pyexec validator: answers POST /validate without ever running code.
 
-    python3 -I -B /opt/pyexec/validate.py
+    python3 -I -B /opt/pyexec/validate.py [--policy <rules as JSON>]
 
 A long-lived process. It writes one "ready" frame, then reads request lines
 from stdin until EOF and answers each with exactly one frame on stdout, in
@@ -9,6 +9,15 @@ order, in the supervisor's framing: b"PYEXEC1 <kind> <length>\\n" + JSON + b"\\n
   ready frame       {"ready": true, "python": "3.13.5", "max_request_bytes": N}
   request (a line)  {"id": <any JSON scalar>, "code": str, "policy": {...} | null}
   validation frame  {"id": <the request's id>, "valid": bool, "errors": [...]}
+
+A request without a "policy" key is checked under the process's own rules:
+those of --policy (parsed and type-checked once, at start, instead of with
+every request), or none (syntax only) without it. Its answer then names the
+rules it was checked under: "policy_sha256", the SHA-256 (hex) of the
+--policy argument's UTF-8 bytes, so that the service can tell that a
+validator applied its policy (a validator that ignored --policy would not
+say so). A malformed --policy is refused at start: an "error" frame instead
+of "ready", and exit status 2.
 
 errors are checker.py's dicts {"line", "column", "rule", "message"}, sorted by
 position, at most checker.MAX_REPORTED of them; valid is true only when there
@@ -23,6 +32,7 @@ answer, never a crash: anything unexpected is answered valid=false with rule
 "internal" (or "size" for an over-long line). A blank line is ignored.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -44,8 +54,37 @@ def dumps(obj):
     return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
-def answer(req_id, errors):
-    return dumps({"id": req_id, "valid": not errors, "errors": errors})
+def answer(req_id, errors, policy_sha256=None):
+    out = {"id": req_id, "valid": not errors, "errors": errors}
+    if policy_sha256 is not None:
+        out["policy_sha256"] = policy_sha256
+    return dumps(out)
+
+
+class Defaults:
+    """The rules of requests without a "policy" key (--policy)."""
+
+    def __init__(self, rules=None, sha256=None):
+        self.rules = rules  # checker.prepare()'s result, or None
+        self.sha256 = sha256  # of the --policy text, or None
+
+
+def parse_args(argv, checker):
+    """The Defaults of the command line ([--policy JSON]); ValueError when
+    it is malformed."""
+    if not argv:
+        return Defaults()
+    if len(argv) != 2 or argv[0] != "--policy":
+        raise ValueError("usage: validate.py [--policy JSON]")
+    text = argv[1]
+    try:
+        rules = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError("--policy is not valid JSON") from None
+    if not isinstance(rules, dict):
+        raise ValueError("--policy must be a JSON object")
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return Defaults(checker.prepare(rules), digest)
 
 
 def internal(message, rule="internal"):
@@ -64,7 +103,7 @@ def request_id(req):
     return None
 
 
-def handle(line, checker):
+def handle(line, checker, defaults=None):
     """One request line -> the validation frame's JSON text."""
     req_id = None
     try:
@@ -80,11 +119,16 @@ def handle(line, checker):
         code = req.get("code")
         if not isinstance(code, str):
             return answer(req_id, internal("request has no code string"))
-        policy = req.get("policy")
-        if policy is not None and not isinstance(policy, dict):
-            return answer(req_id, internal("policy must be an object or null"))
+        sha256 = None
+        if "policy" in req:
+            policy = req["policy"]
+            if policy is not None and not isinstance(policy, dict):
+                return answer(req_id, internal("policy must be an object or null"))
+        else:
+            defaults = defaults or Defaults()
+            policy, sha256 = defaults.rules, defaults.sha256
         errors = checker.check(code, policy)
-        return answer(req_id, errors[: checker.MAX_REPORTED])
+        return answer(req_id, errors[: checker.MAX_REPORTED], sha256)
     except Exception as exc:  # includes RecursionError/MemoryError in json.loads
         return answer(req_id, internal("validator failed: %s" % type(exc).__name__))
 
@@ -111,6 +155,11 @@ def main():
     sys.path.insert(0, HARNESS_DIR)
     import checker
 
+    try:
+        defaults = parse_args(sys.argv[1:], checker)
+    except ValueError as exc:
+        write_frame("error", dumps({"message": str(exc)}))
+        return 2
     write_frame(
         "ready",
         dumps(
@@ -134,7 +183,7 @@ def main():
         elif not line.strip():
             continue
         else:
-            text = handle(line, checker)
+            text = handle(line, checker, defaults)
         write_frame("validation", text)
 
 

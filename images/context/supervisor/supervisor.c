@@ -19,7 +19,7 @@
  * execution, most of the harness's overhead over a bare container.
  *
  * stdin (from the service), one of two modes chosen by the first header:
- *   single-shot: "run <timeout_ms> <stdout_cap> <stderr_cap> <outputs_cap> <length>\n"
+ *   single-shot: "run <timeout_ms> <stdout_cap> <stderr_cap> <outputs_cap> <length>[ <flags>]\n"
  *     followed by <length> bytes of request JSON, handed to the child as is
  *     (then its request pipe is closed); frames for the one execution
  *     follow, then this process exits.
@@ -33,10 +33,19 @@
  *     the next header is awaited; once it ended (killed, exited, OOM) this
  *     process exits after the cell's frames. End of stdin between cells
  *     ends the session without a frame.
+ *   flags (optional, default 0): FLAG_STREAM asks for the output as it
+ *     arrives, besides the frames at the end: ostream and estream frames
+ *     (the bytes kept under the caps, in order, at most every
+ *     STREAM_FLUSH_MS, all of them before the stdout frame, so that they add
+ *     up to it) and the child's event messages as event frames, passed on
+ *     uninterpreted as they arrive, within outputs_cap bytes per execution.
  * stdout (frames): "PYEXEC1 <kind> <length>\n" <payload> "\n", kinds:
  *     ready    the child's ready message (written before any user code)
  *     stdout   the first stdout_cap bytes the child wrote on fd 1
  *     stderr   the first stderr_cap bytes it wrote on fd 2
+ *     ostream  streaming: the next bytes of those stdout bytes, as they come
+ *     estream  streaming: the same for stderr
+ *     event    streaming: one event message of the child's (untrusted)
  *     report   the child's report, when it arrived whole (untrusted JSON)
  *     outputs  the child's rich outputs, when whole and within outputs_cap
  *     exit     how the child ended, JSON built here from numbers only; last
@@ -93,6 +102,10 @@ enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
 #define INTERRUPT_GRACE_MS 1000
 /* The longest request header line (both modes). */
 #define MAX_HEADER_BYTES 128
+/* The request header's flags: stream the output as it arrives. */
+#define FLAG_STREAM 1
+/* Streaming: output is passed on at most this often (coalesced). */
+#define STREAM_FLUSH_MS 50
 
 /* ------------------------------------------------------------ utilities */
 
@@ -136,6 +149,28 @@ static void write_frame(const char *kind, const char *data, size_t len) {
     write_all(1, iov, 3);
 }
 
+/* A batch holds the final frames of one answer, written with one writev, so
+ * that they reach the service in one piece rather than one write each. */
+#define BATCH_FRAMES 5
+struct batch {
+    struct iovec iov[3 * BATCH_FRAMES];
+    char headers[BATCH_FRAMES][64];
+    int n, frames;
+};
+
+static void batch_add(struct batch *b, const char *kind, const char *data, size_t len) {
+    char *h = b->headers[b->frames++];
+    int k = snprintf(h, 64, FRAME_MAGIC " %s %zu\n", kind, len);
+    b->iov[b->n++] = (struct iovec){h, (size_t)k};
+    b->iov[b->n++] = (struct iovec){(void *)data, len};
+    b->iov[b->n++] = (struct iovec){"\n", 1};
+}
+
+static void batch_flush(struct batch *b) {
+    write_all(1, b->iov, b->n);
+    b->n = b->frames = 0;
+}
+
 /* fail answers with an error frame; msg is plain ASCII without quotes. */
 static int fail(const char *msg) {
     char body[256];
@@ -175,6 +210,109 @@ static void buf_feed(struct buf *b, const char *p, size_t n) {
     }
     memcpy(b->data + b->len, p, n);
     b->len += n;
+}
+
+/* ------------------------------------------------------------ streaming */
+
+/* While an execution or cell streams (FLAG_STREAM): its capture buffers and
+ * pipes (-1 once closed), how much of each has been passed on, and the
+ * event bytes passed on. */
+static struct {
+    bool on;
+    struct buf *out, *err;
+    const int *out_fd, *err_fd;
+    size_t out_sent, err_sent;
+    int64_t last_flush;
+    uint64_t event_bytes, event_budget;
+    /* An event has begun to arrive: what was printed before it has been
+     * passed on, and what comes while it arrives waits for it. */
+    bool holding;
+} streaming;
+
+static const int stream_closed_fd = -1;
+
+static void stream_start(bool on, struct buf *out, struct buf *err, uint64_t event_budget) {
+    streaming.on = on;
+    streaming.out = out;
+    streaming.err = err;
+    streaming.out_fd = streaming.err_fd = &stream_closed_fd;
+    streaming.out_sent = streaming.err_sent = 0;
+    streaming.last_flush = 0; /* the first output goes at once */
+    streaming.event_bytes = 0;
+    streaming.event_budget = event_budget;
+    streaming.holding = false;
+}
+
+/* stream_fds names the capture pipes' descriptors as the loop reading them
+ * keeps them. */
+static void stream_fds(const int *out_fd, const int *err_fd) {
+    streaming.out_fd = out_fd;
+    streaming.err_fd = err_fd;
+}
+
+static void stream_stop(void) {
+    streaming.on = false;
+    streaming.holding = false;
+    streaming.out = streaming.err = NULL;
+    stream_fds(&stream_closed_fd, &stream_closed_fd);
+}
+
+/* stream_catch_up reads what the capture pipes hold now (a few reads at
+ * most, without waiting). Called before each read of the result pipe, it
+ * takes in the output printed before an event, and nothing printed after
+ * it: the child flushes its output before it sends an event, and prints
+ * nothing more until the result pipe has been read empty
+ * (runner_child.send_event). An end of file is left for the reading loop
+ * to see. */
+static void stream_catch_up(void) {
+    static char chunk[65536];
+    for (int round = 0; round < 4; round++) {
+        struct pollfd fds[2] = {{*streaming.out_fd, POLLIN, 0}, {*streaming.err_fd, POLLIN, 0}};
+        int n = poll(fds, 2, 0);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & POLLIN))
+                continue;
+            ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
+            if (got > 0)
+                buf_feed(i == 0 ? streaming.out : streaming.err, chunk, (size_t)got);
+        }
+    }
+}
+
+static bool stream_pending(void) {
+    return streaming.on && (streaming.out->len > streaming.out_sent || streaming.err->len > streaming.err_sent);
+}
+
+/* stream_flush passes on what the capture buffers gained since the last
+ * flush: only bytes under the caps, which the final frames carry too. */
+static void stream_flush(void) {
+    if (!streaming.on)
+        return;
+    if (streaming.out->len > streaming.out_sent) {
+        write_frame("ostream", streaming.out->data + streaming.out_sent, streaming.out->len - streaming.out_sent);
+        streaming.out_sent = streaming.out->len;
+    }
+    if (streaming.err->len > streaming.err_sent) {
+        write_frame("estream", streaming.err->data + streaming.err_sent, streaming.err->len - streaming.err_sent);
+        streaming.err_sent = streaming.err->len;
+    }
+    streaming.last_flush = now_us();
+}
+
+/* stream_tick flushes when output waits and the last flush is
+ * STREAM_FLUSH_MS old; it returns how long the next poll may wait at most
+ * (ms), or -1 for no bound. */
+static int64_t stream_tick(void) {
+    if (!stream_pending() || streaming.holding)
+        return -1;
+    int64_t due = streaming.last_flush + STREAM_FLUSH_MS * 1000 - now_us();
+    if (due <= 0) {
+        stream_flush();
+        return -1;
+    }
+    return (due + 999) / 1000;
 }
 
 /* ------------------------------------------------- the child's messages */
@@ -229,6 +367,37 @@ static void msgs_scan(struct msgs *m) {
         }
         size_t hdr = (size_t)(nl + 1 - start);
         size_t klen = (size_t)(sp - start);
+        if (klen == 5 && memcmp(start, "event", 5) == 0) {
+            /* Streaming: passed on whole as it arrives, within the budget;
+             * otherwise dropped. Either way it leaves the buffer, so it
+             * takes no room from the report and the outputs. */
+            uint64_t room = m->b.limit - m->scan - hdr;
+            bool keep = streaming.on && size <= room && streaming.event_bytes + size <= streaming.event_budget;
+            size_t here = avail - hdr;
+            if (keep && !streaming.holding) {
+                /* What the child printed before the event was read before
+                 * it (stream_catch_up, before each read of the result
+                 * pipe): it goes first; what comes while the event arrives
+                 * waits for it. */
+                stream_flush();
+                streaming.holding = true;
+            }
+            if (keep && size > here)
+                return; /* not whole yet */
+            if (keep) {
+                write_frame("event", start + hdr, (size_t)size);
+                streaming.event_bytes += size;
+                streaming.holding = false;
+            }
+            size_t gone = size <= here ? hdr + (size_t)size : avail;
+            if (size <= here)
+                memmove(m->b.data + m->scan, start + gone, avail - gone);
+            else
+                m->skip = size - here;
+            m->b.len -= gone;
+            m->b.total -= gone; /* what left the buffer is no overflow */
+            continue;
+        }
         struct msg *slot = NULL;
         if (klen == 5 && memcmp(start, "ready", 5) == 0)
             slot = &m->ready;
@@ -268,12 +437,12 @@ static void msgs_scan(struct msgs *m) {
 }
 
 static void msgs_feed(struct msgs *m, const char *p, size_t n) {
-    if (!m->cells) {
-        buf_feed(&m->b, p, n);
-        msgs_scan(m);
-        return;
-    }
-    while (n > 0 && !m->malformed) {
+    while (n > 0) {
+        if (m->malformed) {
+            if (!m->cells)
+                buf_feed(&m->b, p, n); /* counted, as an overflow may be */
+            return;
+        }
         if (m->skip > 0) {
             size_t k = m->skip < n ? (size_t)m->skip : n;
             m->skip -= k;
@@ -283,15 +452,19 @@ static void msgs_feed(struct msgs *m, const char *p, size_t n) {
         }
         /* Feed no more than fits, so no byte is lost before the scan has
          * decided whether to keep or skip the message it belongs to. */
-        size_t room = m->b.limit - m->b.len;
+        size_t room = m->b.limit > m->b.len ? m->b.limit - m->b.len : 0;
         size_t k = n < room ? n : room;
         if (k == 0) {
-            m->malformed = true; /* cannot happen: kept messages fit */
+            if (m->cells)
+                m->malformed = true; /* cannot happen: kept messages fit */
+            else
+                buf_feed(&m->b, p, n); /* single-shot: counted, the overflow */
             return;
         }
         buf_feed(&m->b, p, k);
         if (m->b.nomem) {
-            m->malformed = true;
+            if (m->cells)
+                m->malformed = true;
             return;
         }
         p += k;
@@ -454,6 +627,14 @@ static bool start_child(struct child *c) {
     close(err[1]);
     close(res[1]);
     close(req[0]);
+    /* Our ends of the capture pipes never block a read: besides the loops
+     * that poll them, stream_catch_up may have emptied one since. */
+    for (int i = 0; i < 2; i++) {
+        int fd = i == 0 ? out[0] : err[0];
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+            fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
     c->pid = pid;
     c->out = out[0];
     c->err = err[0];
@@ -482,16 +663,21 @@ static bool wait_ready(struct child *c, struct msgs *m) {
 /* ---------------------------------------------------------- the request */
 
 struct request {
-    bool cell; /* a session's cell ("cell"), else single-shot ("run") */
+    bool cell;   /* a session's cell ("cell"), else single-shot ("run") */
+    bool stream; /* FLAG_STREAM */
     int64_t timeout_ms;
     size_t stdout_cap, stderr_cap, outputs_cap, length;
 };
 
-/* parse_request_header parses "<run|cell> <timeout_ms> <out> <err> <outputs> <len>\n". */
+/* parse_request_header parses "<run|cell> <timeout_ms> <out> <err> <outputs> <len>[ <flags>]\n". */
 static bool parse_request_header(const char *line, struct request *r) {
-    unsigned long long t, so, se, oc, n;
+    unsigned long long t, so, se, oc, n, flags = 0;
     char word[5], tail;
-    if (sscanf(line, "%4s %llu %llu %llu %llu %llu%c", word, &t, &so, &se, &oc, &n, &tail) != 7 || tail != '\n')
+    if (sscanf(line, "%4s %llu %llu %llu %llu %llu%c", word, &t, &so, &se, &oc, &n, &tail) != 7 ||
+        (tail != '\n' && (tail != ' ' || sscanf(line, "%4s %llu %llu %llu %llu %llu %llu%c", word, &t, &so, &se,
+                                                &oc, &n, &flags, &tail) != 8 || tail != '\n')))
+        return false;
+    if (flags & ~(unsigned long long)FLAG_STREAM)
         return false;
     if (strcmp(word, "run") != 0 && strcmp(word, "cell") != 0)
         return false;
@@ -504,6 +690,7 @@ static bool parse_request_header(const char *line, struct request *r) {
     r->stderr_cap = se;
     r->outputs_cap = oc;
     r->length = n;
+    r->stream = (flags & FLAG_STREAM) != 0;
     return true;
 }
 
@@ -654,6 +841,7 @@ static void supervise(struct child *c, const struct request *r, struct buf *out,
     struct pollfd fds[3] = {{c->out, POLLIN, 0}, {c->err, POLLIN, 0}, {c->res, POLLIN, 0}};
     struct buf *sinks[3] = {out, err, NULL};
     int open_fds = 3;
+    stream_fds(&fds[0].fd, &fds[1].fd);
     int64_t deadline = started + r->timeout_ms * 1000;
     int64_t ended = -1; /* when the child exited or reported */
     static char chunk[65536];
@@ -676,12 +864,18 @@ static void supervise(struct child *c, const struct request *r, struct buf *out,
             if (wait_ms > POLL_MS)
                 wait_ms = POLL_MS;
         }
+        int64_t flush_ms = stream_tick();
+        if (flush_ms >= 0 && flush_ms < wait_ms)
+            wait_ms = flush_ms;
         int n = poll(fds, 3, (int)wait_ms);
         if (n < 0 && errno != EINTR)
             break;
-        for (int i = 0; n > 0 && i < 3; i++) {
+        for (int k = 0; n > 0 && k < 3; k++) {
+            int i = (k + 2) % 3; /* the result pipe first (stream_catch_up) */
             if (fds[i].fd < 0 || fds[i].revents == 0)
                 continue;
+            if (i == 2 && streaming.on)
+                stream_catch_up(); /* what was printed before an event */
             ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
             if (got < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
@@ -768,6 +962,7 @@ static void supervise_cell(struct child *c, const struct request *r, struct buf 
                            struct msgs *m, struct outcome *o, int64_t started) {
     int *ends[3] = {&c->out, &c->err, &c->res};
     struct buf *sinks[3] = {out, err, NULL};
+    stream_fds(&c->out, &c->err);
     int64_t deadline = started + r->timeout_ms * 1000;
     int64_t kill_at = -1; /* once interrupted: when the grace ends */
     int64_t ended = -1;   /* when the child was reaped */
@@ -802,13 +997,19 @@ static void supervise_cell(struct child *c, const struct request *r, struct buf 
             if (wait_ms < 0)
                 wait_ms = 0;
         }
+        int64_t flush_ms = stream_tick();
+        if (flush_ms >= 0 && flush_ms < wait_ms)
+            wait_ms = flush_ms;
         struct pollfd fds[3] = {{c->out, POLLIN, 0}, {c->err, POLLIN, 0}, {c->res, POLLIN, 0}};
         int n = poll(fds, 3, (int)wait_ms);
         if (n < 0 && errno != EINTR)
             break;
-        for (int i = 0; n > 0 && i < 3; i++) {
+        for (int k = 0; n > 0 && k < 3; k++) {
+            int i = (k + 2) % 3; /* the result pipe first (stream_catch_up) */
             if (fds[i].fd < 0 || fds[i].revents == 0)
                 continue;
+            if (i == 2 && streaming.on)
+                stream_catch_up(); /* what was printed before an event */
             ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
             if (got < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
@@ -828,8 +1029,8 @@ static void supervise_cell(struct child *c, const struct request *r, struct buf 
 
 /* write_exit writes the exit frame: numbers and fixed words only. alive:
  * a session's child that reported and waits for the next cell. */
-static void write_exit(const struct outcome *o, const struct buf *out, const struct buf *err, const struct msgs *m,
-                       bool oom, bool outputs_overflow, bool alive) {
+static void write_exit(struct batch *bt, char *body, size_t body_cap, const struct outcome *o, const struct buf *out,
+                       const struct buf *err, const struct msgs *m, bool oom, bool outputs_overflow, bool alive) {
     const char *state = alive ? "alive" : "reported";
     int code = 0, sig = 0;
     int64_t cpu_us = o->cpu_after; /* CPU since the request; -1: unknown */
@@ -850,8 +1051,7 @@ static void write_exit(const struct outcome *o, const struct buf *out, const str
             code = WEXITSTATUS(o->status);
         }
     }
-    char body[640];
-    int n = snprintf(body, sizeof body,
+    int n = snprintf(body, body_cap,
                      "{\"state\":\"%s\",\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,"
                      "\"execution_us\":%" PRId64 ",\"cpu_us\":%" PRId64 ",\"peak_memory_bytes\":%" PRId64
                      ",\"memory_bytes\":%" PRId64 ",\"oom_killed\":%s,\"stdout_bytes\":%" PRIu64
@@ -859,23 +1059,28 @@ static void write_exit(const struct outcome *o, const struct buf *out, const str
                      state, code, sig, o->timed_out ? "true" : "false", o->elapsed_us, cpu_us, peak_memory(),
                      current_memory(), oom ? "true" : "false", out->total, err->total,
                      outputs_overflow ? "true" : "false", m->malformed ? "true" : "false");
-    write_frame("exit", body, (size_t)n);
+    batch_add(bt, "exit", body, (size_t)n);
 }
 
 /* write_result writes the frames of one execution or cell, exit last. */
 static void write_result(const struct outcome *o, const struct buf *out, const struct buf *err,
                          const struct msgs *m, const struct request *r, bool oom, bool alive) {
-    write_frame("stdout", out->data, out->len);
-    write_frame("stderr", err->data, err->len);
+    stream_flush(); /* the streamed chunks add up to the stdout frame */
+    stream_stop();
+    struct batch bt = {.n = 0};
+    char exit_body[640];
+    batch_add(&bt, "stdout", out->data, out->len);
+    batch_add(&bt, "stderr", err->data, err->len);
     if (m->report.seen && !m->report.dropped && m->report.len <= MAX_REPORT_BYTES)
-        write_frame("report", m->b.data + m->report.off, m->report.len);
+        batch_add(&bt, "report", m->b.data + m->report.off, m->report.len);
     /* The outputs are dropped when more arrived than the pipe's cap or they
      * alone exceed theirs. */
     bool outputs_overflow = m->outputs.dropped || (!m->cells && msgs_overflow(m)) ||
                             (m->outputs.seen && m->outputs.len > r->outputs_cap);
     if (m->outputs.seen && !outputs_overflow)
-        write_frame("outputs", m->b.data + m->outputs.off, m->outputs.len);
-    write_exit(o, out, err, m, oom, outputs_overflow, alive);
+        batch_add(&bt, "outputs", m->b.data + m->outputs.off, m->outputs.len);
+    write_exit(&bt, exit_body, sizeof exit_body, o, out, err, m, oom, outputs_overflow, alive);
+    batch_flush(&bt);
 }
 
 /* session serves cells until the child ends or stdin does; r is the first
@@ -908,6 +1113,7 @@ static int session(struct child *c, struct request *r) {
                          .cells = true,
                          .outputs_cap = r->outputs_cap};
         struct buf out = {.limit = r->stdout_cap}, err = {.limit = r->stderr_cap};
+        stream_start(r->stream, &out, &err, r->outputs_cap);
         supervise_cell(c, r, &out, &err, &m, &o, started);
         bool alive = !o.reaped;
         if (alive)
@@ -972,6 +1178,7 @@ int main(void) {
     /* From here the child is untrusted: everything it sends is bounded. */
     m.b.limit = m.scan + MAX_REPORT_BYTES + r.outputs_cap + 2 * MAX_MSG_HEADER;
     struct buf out = {.limit = r.stdout_cap}, err = {.limit = r.stderr_cap};
+    stream_start(r.stream, &out, &err, r.outputs_cap);
     supervise(&c, &r, &out, &err, &m, &o, started);
     if (!o.reaped)
         o.cpu_after = child_cpu_us(c.pid); /* it lingers: its clock still reads */
