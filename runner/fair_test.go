@@ -90,9 +90,10 @@ func TestFairPoolFloodKeepsOthersWarm(t *testing.T) {
 		t.Errorf("B got a warm container %d times of %d while A flooded, want at least 80%%", floodWarm, rounds)
 	}
 	// Both p50s are warm runs of a few tens of milliseconds; A's cold
-	// starts take CPU from them, so a few milliseconds of slack keep the
-	// ratio from measuring scheduler noise.
-	if fp > 2*ip && fp-ip > dockertest.Scale(50*time.Millisecond) {
+	// starts take CPU from them (2 cores, other tests running), so some
+	// slack keeps the ratio from measuring scheduler noise. A cold start
+	// here takes a second or more: the slack still tells warm from cold.
+	if fp > 2*ip && fp-ip > dockertest.Scale(250*time.Millisecond) {
 		t.Errorf("B's p50 while A floods is %v, more than twice its idle %v", fp, ip)
 	}
 	if aRuns.Load() == 0 || after.FairShareCold == before.FairShareCold {
@@ -107,7 +108,9 @@ func TestFairPoolFloodKeepsOthersWarm(t *testing.T) {
 	if end.Refills > end.Hits+int64(end.Size)+end.Retired {
 		t.Errorf("refills %d beyond hits %d + size %d + retired %d", end.Refills, end.Hits, end.Size, end.Retired)
 	}
-	if n := len(containerIDs(t, e)); n != 3 {
-		t.Errorf("%d sandbox containers exist after the flood, want the pool's 3", n)
-	}
+	// A's execution cancelled by stop() may still be removing its
+	// container: the count settles to the pool's 3.
+	dockertest.WaitFor(t, "the pool's 3 sandboxes to be all that is left", time.Minute, func() bool {
+		return len(containerIDs(t, e)) == 3
+	})
 }

@@ -23,6 +23,7 @@ const (
 	metricPoolRefills        = "pyexec_pool_refills_total"
 	metricPoolRefillFailures = "pyexec_pool_refill_failures_total"
 	metricPoolRetired        = "pyexec_pool_retired_total"
+	metricPoolFairShareCold  = "pyexec_pool_fair_share_cold_total"
 	metricCreated            = "pyexec_containers_created_total"
 	metricRemoved            = "pyexec_containers_removed_total"
 	metricRemoveFailures     = "pyexec_container_remove_failures_total"
@@ -141,6 +142,8 @@ func (r *Runner) registerMetrics(reg prometheus.Registerer) error {
 			fromPool(func(p *pool) int64 { return p.hits.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricPoolMisses, Help: "Executions that found the pool empty and started a container on the request path."},
 			fromPool(func(p *pool) int64 { return p.misses.Load() })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricPoolFairShareCold, Help: "Executions that got a cold start because their API key was over its share of the warm pool (fair.go; also counted in misses)."},
+			fromPool(func(p *pool) int64 { return p.fairCold.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricPoolRefills, Help: "Containers the pool made ready."},
 			fromPool(func(p *pool) int64 { return p.refills.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metricPoolRefillFailures, Help: "Pool refills that failed (the pool backs off)."},

@@ -189,7 +189,7 @@ def main():
     import warnings
 
     # Python's own, before any library is loaded (see below).
-    formatwarning, showwarning = warnings.formatwarning, warnings.showwarning
+    formatwarning = warnings.formatwarning
     prepare_matplotlib_config()
     libs = parse_preload(os.environ.get("PYEXEC_PRELOAD"))
     import runner_child
@@ -211,9 +211,10 @@ def main():
     runner_child.warm()
     # plotly.tools, loaded by the preload or by the output hooks' warm-up,
     # replaces warnings.formatwarning for the whole process: put Python's
-    # own back (and showwarning, should a library replace it), so a warm
-    # sandbox shows the code's warnings exactly as a cold one does.
-    warnings.formatwarning, warnings.showwarning = formatwarning, showwarning
+    # own back, so a warm sandbox shows the code's warnings exactly as a
+    # cold one does. (showwarning stays: runner_child.route_warnings
+    # installs its own, which puts warnings at the user's line.)
+    warnings.formatwarning = formatwarning
     ready = {
         "preload": ",".join(libs) or PRELOAD_NONE,
         "preload_ms": preload_ms,
