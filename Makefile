@@ -39,11 +39,15 @@ run: setup
 
 # The supervisor's sanitizer tests (runner/supervisor_test.go) build it with
 # gcc and run a stand-in child with Debian's python3; the playground's
-# browser test (web/playground_test.go) drives Debian's chromium.
+# browser test (web/playground_test.go) drives Debian's chromium; the TLS
+# engine test (internal/dockertest/secondengine.go) makes a bridge with ip.
 testdeps:
 	command -v gcc >/dev/null && test -x /usr/bin/python3 || { \
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev python3 >/dev/null; }
+	command -v ip >/dev/null || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
 	test -x /usr/bin/chromium || { \
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -76,20 +76,33 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	// The runner decides every outcome, refusals of the pre-check included;
-	// here a Result becomes JSON and an error a status.
-	if wantsStream(r) { // stream.go: the same answer as a "result" event
-		h.streamExecution(w, r, req, h.opts.Runner.Run, func(res runner.Result) any { return h.executeBody(w, r, res, start) })
+	h.answerExecution(w, r, req, h.opts.Runner.Run, func(res runner.Result) any { return h.executeBody(w, r, res, start) })
+}
+
+// answerExecution runs req and answers it: the runner decides every
+// outcome, refusals of the pre-check included; here a Result becomes body
+// and an error a status. With Accept: text/event-stream the same body is
+// the stream's last event (stream.go). /execute and a session's execute
+// share it.
+func (h *handler) answerExecution(w http.ResponseWriter, r *http.Request, req runner.Request, run runFunc, body func(runner.Result) any) {
+	if wantsStream(r) {
+		h.streamExecution(w, r, req, run, body)
 		return
 	}
-	res, err := h.opts.Runner.Run(r.Context(), req)
+	res, err := run(r.Context(), req)
 	if err != nil {
-		h.countExecution(outcomeFailed)
-		addLogField(r.Context(), "outcome", outcomeFailed)
+		h.executionFailed(r.Context())
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.executeBody(w, r, res, start))
+	writeJSON(w, http.StatusOK, body(res))
+}
+
+// executionFailed counts and logs an execution that ended in an error
+// rather than a Result.
+func (h *handler) executionFailed(ctx context.Context) {
+	h.countExecution(outcomeFailed)
+	addLogField(ctx, "outcome", outcomeFailed)
 }
 
 // logRequest adds what identifies the code and its files to the request's

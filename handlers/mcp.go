@@ -302,8 +302,7 @@ func (h *handler) mcpExecute(ctx context.Context, in executeInput) *mcp.CallTool
 		res, err = h.opts.Runner.Run(ctx, req)
 	}
 	if err != nil {
-		h.countExecution(outcomeFailed)
-		addLogField(ctx, "outcome", outcomeFailed)
+		h.executionFailed(ctx) // execute.go
 		return h.toolError(ctx, err)
 	}
 	resp := sessionExecuteResponse{executeResponse: h.executeBody(newMemWriter(), ctxRequest(ctx), res, start)}

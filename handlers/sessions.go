@@ -215,21 +215,10 @@ func (h *handler) executeInSession(w http.ResponseWriter, r *http.Request) {
 		}
 		return resp
 	}
-	if wantsStream(r) { // stream.go: the same answer as a "result" event
-		run := func(ctx context.Context, req runner.Request) (runner.Result, error) {
-			return h.opts.Sessions.RunInSession(ctx, id, req)
-		}
-		h.streamExecution(w, r, req, run, cellBody)
-		return
+	run := func(ctx context.Context, req runner.Request) (runner.Result, error) {
+		return h.opts.Sessions.RunInSession(ctx, id, req)
 	}
-	res, err := h.opts.Sessions.RunInSession(r.Context(), id, req)
-	if err != nil {
-		h.countExecution(outcomeFailed)
-		addLogField(r.Context(), "outcome", outcomeFailed)
-		writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, cellBody(res))
+	h.answerExecution(w, r, req, run, cellBody) // execute.go
 }
 
 func (h *handler) getSessionFile(w http.ResponseWriter, r *http.Request) {

@@ -229,8 +229,7 @@ func (h *handler) streamExecution(w http.ResponseWriter, r *http.Request, req ru
 	res, err := run(ctx, req)
 	stop()
 	if err != nil {
-		h.countExecution(outcomeFailed)
-		addLogField(r.Context(), "outcome", outcomeFailed)
+		h.executionFailed(r.Context())
 		s.fail(err)
 		return
 	}
