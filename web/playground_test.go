@@ -262,9 +262,11 @@ func (b *browser) waitJS(what, expr string, limit time.Duration) {
 		b.mu.Lock()
 		exc := append([]string(nil), b.exceptions...)
 		b.mu.Unlock()
-		b.t.Fatalf("waiting for %s (%s): %v\nexceptions: %q\nstatus: %q\nresults: %q", what, expr, err, exc,
+		b.t.Fatalf("waiting for %s (%s): %v\nexceptions: %q\nstatus: %q\nresults: %q\ncells: %q\nfocus: %q", what, expr, err, exc,
 			eval[string](b, `document.getElementById("status").textContent`),
-			eval[string](b, `(document.getElementById("results")||{}).textContent || ""`))
+			eval[string](b, `(document.getElementById("results")||{}).textContent || ""`),
+			eval[[]string](b, `[...document.querySelectorAll("#cells .cell")].map((c) => c.className + " " + c.querySelector(".prompt").textContent + " " + c.querySelector(".cell-out").textContent.slice(0, 300))`),
+			eval[string](b, `(document.activeElement && document.activeElement.outerHTML.slice(0, 120)) || ""`))
 	}
 }
 
@@ -430,8 +432,8 @@ func TestPlayground(t *testing.T) {
 	t.Run("sine-template-ctrl-enter", func(t *testing.T) {
 		b.t = t
 		b.open("/")
-		b.do("pick the template", chromedp.SetValue(chromedp.CSS("#template"), "line-chart"),
-			chromedp.Evaluate[chromedp.Void](`document.getElementById("template").dispatchEvent(new Event("change"))`))
+		// chromedp's SetValue fires input and change, as a user's pick does.
+		b.do("pick the template", chromedp.SetValue(chromedp.CSS("#template"), "line-chart"))
 		b.waitJS("the template in the editor", `document.querySelector("#editor .cm-content").textContent.includes("Sine Wave")`, 5*time.Second)
 		b.do("focus the editor", chromedp.Click(chromedp.CSS("#editor .cm-content")))
 		b.ctrlEnter()
@@ -664,11 +666,15 @@ func TestPlayground(t *testing.T) {
 		// A template with an input file: the file goes into the session and
 		// the template's code into a new cell; what it writes under
 		// outputs/ comes back as a download.
-		b.do("pick read-csv", chromedp.SetValue(chromedp.CSS("#template"), "read-csv"),
-			chromedp.Evaluate[chromedp.Void](`document.getElementById("template").dispatchEvent(new Event("change"))`))
+		// One change event (SetValue fires it): a second one would add a
+		// second cell, and Ctrl+Enter would run that one.
+		b.do("pick read-csv", chromedp.SetValue(chromedp.CSS("#template"), "read-csv"))
 		b.waitJS("the template's cell", `document.querySelectorAll("#cells .cell").length === 4 && document.activeElement.closest(".cell:nth-child(4)")`, 30*time.Second)
 		b.ctrlEnter()
 		b.checkDownload("#cells .cell:nth-child(4)", "summary.csv", "region,")
+		if n := eval[int](b, `document.querySelectorAll("#cells .cell").length`); n != 4 {
+			t.Errorf("%d cells after picking one template, want 4", n)
+		}
 
 		expires := eval[string](b, `document.querySelector("#session-info time").getAttribute("datetime")`)
 		if at, err := time.Parse(time.RFC3339, expires); err != nil || at.Before(time.Now()) {
