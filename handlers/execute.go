@@ -41,7 +41,37 @@ type outputBody struct {
 	Stderr          string `json:"stderr"`
 	StdoutTruncated bool   `json:"stdout_truncated"`
 	StderrTruncated bool   `json:"stderr_truncated"`
+	// Charts are Outputs.Charts as written (this field shadows that one,
+	// in the same place in the JSON object).
+	Charts []chartBody `json:"charts"`
 	runner.Outputs
+}
+
+// chartBody is a runner.Chart as answers write it: an image's data (a JSON
+// string of base64) is held as a Go string, which encoding/json writes at
+// about 1 GB/s, where it validates a json.RawMessage again at about
+// 150 MB/s (~0.3 ms for a 50 KB chart, in every answer with one).
+// Its fields are runner.Chart's, in the same order (TestChartBodies).
+type chartBody struct {
+	Type   string `json:"type"`
+	Format string `json:"format"`
+	Data   any    `json:"data"`
+	Width  int    `json:"width,omitempty"`
+	Height int    `json:"height,omitempty"`
+	Title  string `json:"title,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// chartBodies are the charts as answers write them.
+func chartBodies(charts []runner.Chart) []chartBody {
+	out := make([]chartBody, len(charts))
+	for i, c := range charts {
+		out[i] = chartBody{Type: c.Type, Format: c.Format, Data: c.Data, Width: c.Width, Height: c.Height, Title: c.Title, Error: c.Error}
+		if text, ok := c.PlainData(); ok {
+			out[i].Data = text
+		}
+	}
+	return out
 }
 
 type resourcesBody struct {
@@ -147,6 +177,7 @@ func (h *handler) executeBody(w http.ResponseWriter, r *http.Request, res runner
 			Stderr:          res.Stderr,
 			StdoutTruncated: res.StdoutTruncated,
 			StderrTruncated: res.StderrTruncated,
+			Charts:          chartBodies(res.Outputs.Charts),
 			Outputs:         res.Outputs,
 		},
 		Error:      res.Error,

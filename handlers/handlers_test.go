@@ -245,3 +245,42 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 		t.Errorf("405: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestChartBodies: answers write each chart exactly as runner.Chart's own
+// JSON says, whether its data became a Go string (an image's base64) or
+// stayed JSON (a plotly figure, null, text with escapes).
+func TestChartBodies(t *testing.T) {
+	charts := []runner.Chart{
+		{Type: "matplotlib", Format: "png", Data: json.RawMessage(`"iVBORw0KGgoAAAANSUhEUgAAA+gAAAJY+/="`), Width: 1000, Height: 600, Title: "正弦"},
+		{Type: "plotly", Format: "json", Data: json.RawMessage(`{"data":[{"x":[1,2],"name":"<b>"}]}`)},
+		{Type: "matplotlib", Format: "svg", Data: json.RawMessage(`"<svg>\"é\"</svg>"`)},
+		{Type: "matplotlib", Format: "png", Data: json.RawMessage(`null`), Error: "refused"},
+	}
+	tags := func(t reflect.Type) []string {
+		var out []string
+		for i := range t.NumField() {
+			out = append(out, t.Field(i).Tag.Get("json"))
+		}
+		return out
+	}
+	if a, b := tags(reflect.TypeFor[runner.Chart]()), tags(reflect.TypeFor[chartBody]()); !reflect.DeepEqual(a, b) {
+		t.Errorf("runner.Chart has fields %q, chartBody %q", a, b)
+	}
+	bodies := chartBodies(charts)
+	if _, ok := bodies[0].Data.(string); !ok {
+		t.Errorf("PNG data held as %T, want a string", bodies[0].Data)
+	}
+	for i, c := range charts {
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := json.Marshal(bodies[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("chart %d written as %s, want %s", i, got, want)
+		}
+	}
+}

@@ -481,8 +481,8 @@ func executeResult(resp sessionExecuteResponse, res runner.Result) *mcp.CallTool
 		text = append(text, "[session ended: "+s.EndReason+"; create a new one to go on]")
 	}
 
-	charts := make([]runner.Chart, len(out.Charts))
-	copy(charts, out.Charts)
+	charts := make([]runner.Chart, len(out.Outputs.Charts))
+	copy(charts, out.Outputs.Charts)
 	var images []mcp.Content
 	for i, c := range charts {
 		img, note := chartContent(i, c)
@@ -494,7 +494,7 @@ func executeResult(resp sessionExecuteResponse, res runner.Result) *mcp.CallTool
 			text = append(text, note)
 		}
 	}
-	resp.Output.Charts = charts
+	resp.Output.Charts = chartBodies(charts)
 	if len(text) == 0 && len(images) == 0 {
 		text = append(text, "[no output]")
 	}

@@ -26,6 +26,9 @@ const (
 	frameOutputs = "outputs"
 	frameExit    = "exit"
 	frameError   = "error"
+	// A validate.py answer: the validator's, or a session's checker's
+	// (validator.go, session.go).
+	frameValidation = "validation"
 	// Streaming only (stream.go).
 	frameStdoutChunk = "ostream"
 	frameStderrChunk = "estream"

@@ -22,7 +22,8 @@ type spec struct {
 // place that says what a sandbox may do; tests check it field by field.
 //
 // entrypoint overrides the image's (the harness) when not nil; the validator
-// uses it to run the parse-only process.
+// uses it to run the parse-only process. A session's supervisor is given the
+// policy (--policy), so that it starts its own checker (session.go).
 func (r *Runner) sandboxSpec(role, preload string, entrypoint []string) spec {
 	o := r.opts
 	cfg := &container.Config{
@@ -57,6 +58,9 @@ func (r *Runner) sandboxSpec(role, preload string, entrypoint []string) spec {
 	memory := o.MemoryBytes
 	if role == roleSession {
 		memory = o.SessionMemoryBytes
+		if r.policyJSON != nil {
+			cfg.Cmd = []string{"--policy", string(r.policyJSON)}
+		}
 	}
 	host := &container.HostConfig{
 		NetworkMode:    "none",

@@ -308,6 +308,17 @@ func jsonStringBytes(data json.RawMessage) ([]byte, bool) {
 	return []byte(s), true
 }
 
+// PlainData is the chart's data as the text of a JSON string of printable
+// ASCII without escapes (an image's base64), ok false for anything else (a
+// plotly figure, null). Writers that hold it as a Go string spare
+// encoding/json from validating the json.RawMessage once more.
+func (c Chart) PlainData() (text string, ok bool) {
+	if n := len(c.Data); n >= 2 && c.Data[0] == '"' && c.Data[n-1] == '"' && plainJSONText(c.Data[1:n-1]) {
+		return string(c.Data[1 : n-1]), true
+	}
+	return "", false
+}
+
 // plainJSONText says b is printable ASCII without '"' or '\\': inside
 // quotes, a JSON string that means exactly b.
 func plainJSONText(b []byte) bool {

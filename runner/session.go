@@ -16,6 +16,18 @@
 // the supervisor interrupts the code (KeyboardInterrupt); code that does not
 // stop within its grace is killed and the session ends (state "signaled").
 //
+// Policy: a session's own process has run its earlier cells, so it never
+// checks the next one (they can rebind what a checker there relies on).
+// With a policy, the session's supervisor runs a checker process of its own
+// (validate.py --checker, started before any user code and non-dumpable),
+// and every run op carries a check request before its body (FLAG_CHECK):
+// the supervisor hands the cell to the child only if the checker passed it,
+// and answers a refused one with its validation frame and an exit frame of
+// state "refused". That costs a pipe round trip inside the container where
+// the service's validator costs one more round trip through the engine.
+// Without a policy the validator's syntax check comes first, as for
+// /execute.
+//
 // Serialization: the ops of one session run one at a time, in arrival
 // order (the session's turn is a one-slot channel; Go queues blocked
 // senders first in, first out). At most maxSessionWaiting ops wait behind
@@ -43,6 +55,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -51,6 +64,8 @@ import (
 	"fmt"
 	"mime"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +74,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/pyexec/pyexec/internal/logctx"
+	"github.com/pyexec/pyexec/policy"
 )
 
 // Session settings.
@@ -70,6 +86,9 @@ const (
 	maxTombstones = 4096
 	// sessionOpTimeout bounds the put, get and list ops in the sandbox.
 	sessionOpTimeout = 30 * time.Second
+	// cellCheckTimeout is how long the session's checker has to answer a
+	// check request (CHECK_TIMEOUT_MS) before the session ends.
+	cellCheckTimeout = 10 * time.Second
 	// interruptGrace is how long the supervisor waits after interrupting
 	// timed-out code before it kills it (INTERRUPT_GRACE_MS).
 	interruptGrace = time.Second
@@ -137,8 +156,12 @@ const (
 const logSessionID = "session_id"
 
 // sessionExitAlive is the exit frame's state of a session whose child
-// waits for the next cell.
-const sessionExitAlive = "alive"
+// waits for the next cell; sessionExitRefused that of a cell the session's
+// checker refused (the child never saw it, and waits on).
+const (
+	sessionExitAlive   = "alive"
+	sessionExitRefused = "refused"
+)
 
 // Session states (SessionInfo.State).
 const (
@@ -282,13 +305,12 @@ type SessionState struct {
 
 // wireCell is the body of a session request.
 type wireCell struct {
-	Op      string          `json:"op"`
-	Code    string          `json:"code,omitempty"`
-	Timeout float64         `json:"timeout,omitempty"`
-	Policy  json.RawMessage `json:"policy,omitempty"`
-	Options map[string]any  `json:"options,omitempty"`
-	Files   []wireFile      `json:"files,omitempty"`
-	Name    string          `json:"name,omitempty"`
+	Op      string         `json:"op"`
+	Code    string         `json:"code,omitempty"`
+	Timeout float64        `json:"timeout,omitempty"`
+	Options map[string]any `json:"options,omitempty"`
+	Files   []wireFile     `json:"files,omitempty"`
+	Name    string         `json:"name,omitempty"`
 }
 
 // wireFile is an input file as the child takes it (content in base64).
@@ -321,6 +343,16 @@ type sessionReply struct {
 	frames execFrames
 	// memory is the container's memory use after the op (exit frame).
 	memory int64
+	// refused lists why the session's checker refused the cell (exit state
+	// sessionExitRefused); nil when it ran.
+	refused []policy.Violation
+}
+
+// cellCheck is a run op's check request for the session's checker.
+type cellCheck struct {
+	id        string // the request's id, which the answer must name
+	line      []byte // checkRequest's line
+	policySum string // the policy the answer must name
 }
 
 // alive says the session's child waits for the next op.
@@ -388,6 +420,9 @@ type session struct {
 	created time.Time
 	expires time.Time
 	timeout time.Duration
+	// policySum is the SHA-256 of the policy the session's checker applies
+	// ("" without a policy, then there is no checker).
+	policySum string
 	// turn is held (one value sent) by the op in progress.
 	turn chan struct{}
 
@@ -402,6 +437,8 @@ type session struct {
 	skipped    []SkippedFile
 	// ended is the end reason; "" while the session lives.
 	ended string
+	// checks numbers the check requests sent to the session's checker.
+	checks int64
 
 	endOnce sync.Once
 }
@@ -537,7 +574,7 @@ func (r *Runner) CreateSession(ctx context.Context, o SessionOptions) (SessionIn
 	now := time.Now()
 	s := &session{
 		id: id, sb: sb, created: now, expires: now.Add(r.opts.SessionMaxLifetime), timeout: o.Timeout,
-		turn: make(chan struct{}, 1), lastUsed: now, memory: sb.ready.MemoryBytes, files: []SessionFile{},
+		policySum: policyDigest(r.policyJSON), turn: make(chan struct{}, 1), lastUsed: now, memory: sb.ready.MemoryBytes, files: []SessionFile{},
 	}
 	t.mu.Lock()
 	t.creating--
@@ -772,20 +809,17 @@ func (r *Runner) RunInSession(ctx context.Context, id string, req Request) (Resu
 	if req.Timeout <= 0 || req.Timeout > r.opts.MaxTimeout {
 		return Result{}, fmt.Errorf("runner: timeout %v outside (0, %v]", req.Timeout, r.opts.MaxTimeout)
 	}
-	// The policy check needs no turn: refused code never reaches the session.
-	if res, err := r.precheck(ctx, &req); err != nil || res != nil {
-		if res != nil {
-			res.Resources.MemoryLimitBytes = r.opts.SessionMemoryBytes
-			res.Session = s.state()
-			r.countSessionCell(res) // session_metrics.go
+	// Without a policy, the validator's syntax check (it needs no turn);
+	// with one, the session's checker checks each cell (see Policy above).
+	if s.policySum == "" {
+		if res, err := r.precheck(ctx, &req); err != nil || res != nil {
+			if res != nil {
+				res.Resources.MemoryLimitBytes = r.opts.SessionMemoryBytes
+				res.Session = s.state()
+				r.countSessionCell(res) // session_metrics.go
+			}
+			return derefResult(res), err
 		}
-		return derefResult(res), err
-	}
-	if r.policyJSON != nil && !req.policyChecked {
-		// No fall-back to the session's own check: its process has run the
-		// earlier cells, which can rebind what the checker relies on (the
-		// ast module is reachable from pandas).
-		return Result{}, fmt.Errorf("%w: the policy pre-check is unavailable", ErrEngineDown)
 	}
 	var res Result
 	_, err = r.withSession(ctx, id, true, true, func(s *session) error {
@@ -862,8 +896,12 @@ func (r *Runner) acquireCell(ctx context.Context) (func(), error) {
 // cancelled ctx does not stop the op: the sandbox answers within the
 // deadline, and the session stays usable. With onEvent, the op streams
 // (stream.go).
-func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, timeout time.Duration, onEvent func(Event)) (*sessionReply, *Result, error) {
-	header := withStreamFlag(cellHeader(timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body)), onEvent != nil)
+func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, check *cellCheck, timeout time.Duration, onEvent func(Event)) (*sessionReply, *Result, error) {
+	header := cellHeader(timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body))
+	msg := append([]byte(withStreamFlag(header, onEvent != nil)), body...)
+	if check != nil {
+		msg = slices.Concat([]byte(withCheckFlag(header, onEvent != nil, len(check.line))), check.line, body)
+	}
 	em := newEmitter(onEvent)
 	start := time.Now()
 	base := newResult(s.sb.preload, false, r.opts.SessionMemoryBytes)
@@ -884,14 +922,23 @@ func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, timeout
 		}
 		return nil, &res, nil
 	}
-	if _, err := s.sb.conn.Conn.Write(append([]byte(header), body...)); err != nil {
+	if _, err := s.sb.conn.Conn.Write(msg); err != nil {
 		return ended(r.diagnose(ctx, s.sb, base, start, fmt.Errorf("send cell: %w", err)))
 	}
-	timer := time.NewTimer(timeout + interruptGrace + r.opts.KillGrace)
+	limit := timeout + interruptGrace + r.opts.KillGrace
+	if check != nil {
+		limit += cellCheckTimeout
+	}
+	timer := time.NewTimer(limit)
 	defer timer.Stop()
-	check := time.NewTicker(engineCheckPeriod)
-	defer check.Stop()
+	engineCheck := time.NewTicker(engineCheckPeriod)
+	defer engineCheck.Stop()
 	var got execFrames
+	var checked *Validation // the checker's answer (check != nil)
+	protocolError := func(err error) (*sessionReply, *Result, error) {
+		r.endSession(ctx, s, EndCrashed)
+		return nil, nil, fmt.Errorf("%w: %w", errProtocol, err)
+	}
 	for {
 		select {
 		case fe, ok := <-s.sb.frames:
@@ -905,17 +952,45 @@ func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, timeout
 				continue
 			}
 			switch fe.f.kind {
+			case frameValidation:
+				if check == nil || checked != nil {
+					return protocolError(errors.New("validation frame out of turn"))
+				}
+				v, err := parseValidation(fe.f.payload, check.id, check.policySum)
+				if err != nil {
+					return protocolError(err)
+				}
+				checked = &v
 			case frameExit:
 				em.finish()
 				rep := &sessionReply{frames: got}
 				if err := json.Unmarshal(fe.f.payload, &rep.exit); err != nil {
-					r.endSession(ctx, s, EndCrashed)
-					return nil, nil, fmt.Errorf("%w: exit frame: %w", errProtocol, err)
+					return protocolError(fmt.Errorf("exit frame: %w", err))
 				}
 				rep.memory = max(0, rep.exit.MemoryBytes)
+				if check != nil {
+					// The answer must say the cell was checked, and what ran
+					// must be what the checker passed.
+					refused := rep.exit.State == sessionExitRefused
+					if checked == nil || checked.Valid == refused {
+						return protocolError(fmt.Errorf("exit state %q after check %+v", rep.exit.State, checked))
+					}
+					if refused {
+						rep.refused = checked.Errors
+					}
+				} else if rep.exit.State == sessionExitRefused {
+					return protocolError(errors.New("a cell refused without a check"))
+				}
 				return rep, nil, nil
 			case frameError:
 				r.endSession(ctx, s, EndCrashed)
+				if check != nil && bytes.Contains(fe.f.payload, []byte("policy checker")) {
+					// Killed or stopped by the session's own code, most
+					// likely: the session ends, and the cell says why.
+					res := base
+					res.Status, res.Error = errorOf(verdictCheckerGone)
+					return nil, &res, nil
+				}
 				return nil, nil, fmt.Errorf("%w: harness refused the request: %.200s", errProtocol, fe.f.payload)
 			default:
 				if !got.add(fe.f) {
@@ -923,7 +998,7 @@ func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, timeout
 					return nil, nil, fmt.Errorf("%w: unexpected %q frame", errProtocol, fe.f.kind)
 				}
 			}
-		case <-check.C:
+		case <-engineCheck.C:
 			if err := r.engineAnswers(ctx); err != nil {
 				return ended(Result{}, err)
 			}
@@ -947,7 +1022,7 @@ func (r *Runner) fileOp(ctx context.Context, s *session, wc wireCell) (Outputs, 
 	if err != nil {
 		return Outputs{}, fmt.Errorf("encode %s: %w", wc.Op, err)
 	}
-	rep, res, err := r.roundTrip(ctx, s, body, sessionOpTimeout, nil)
+	rep, res, err := r.roundTrip(ctx, s, body, nil, sessionOpTimeout, nil)
 	if err != nil {
 		return Outputs{}, err
 	}
@@ -1121,22 +1196,36 @@ func sanitizeFiles(o *Outputs) {
 
 // cell runs one "run" op and builds its Result.
 func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, error) {
+	// The child checks nothing: the code was checked before, or is
+	// checked by the session's checker on the way (check).
 	wc := wireCell{
-		Op: sessionOpRun, Code: req.Code, Timeout: req.Timeout.Seconds(), Policy: r.policyJSON,
+		Op: sessionOpRun, Code: req.Code, Timeout: req.Timeout.Seconds(),
 		Options: streamOptions(r.outputOptions(req.Options), req.OnEvent != nil), Files: wireFiles(req.Files),
-	}
-	if req.policyChecked {
-		wc.Policy = nil
 	}
 	body, err := json.Marshal(wc)
 	if err != nil {
 		return Result{}, fmt.Errorf("encode cell: %w", err)
 	}
-	rep, res, err := r.roundTrip(ctx, s, body, req.Timeout, req.OnEvent)
+	var check *cellCheck
+	if s.policySum != "" {
+		s.mu.Lock()
+		s.checks++
+		id := strconv.FormatInt(s.checks, 10)
+		s.mu.Unlock()
+		line, err := checkRequest(id, req.Code)
+		if err != nil {
+			return Result{}, fmt.Errorf("encode check: %w", err)
+		}
+		check = &cellCheck{id: id, line: line, policySum: s.policySum}
+	}
+	rep, res, err := r.roundTrip(ctx, s, body, check, req.Timeout, req.OnEvent)
 	if err != nil {
 		return Result{}, err
 	}
-	if res == nil {
+	if rep != nil && rep.refused != nil {
+		out := rejectedResult(rep.refused, FlavorValidator, r.opts.SessionMemoryBytes)
+		res = &out
+	} else if res == nil {
 		out := newResult(s.sb.preload, false, r.opts.SessionMemoryBytes)
 		compose(rep.exit, rep.frames, req.Timeout, &out)
 		res = &out
@@ -1159,8 +1248,10 @@ func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, err
 		s.memory = rep.memory
 	}
 	s.mu.Unlock()
-	r.metrics.completed.Add(1)
-	r.hist.execDuration.Observe(res.ExecutionTime.Seconds())
+	if !res.Rejected {
+		r.metrics.completed.Add(1)
+		r.hist.execDuration.Observe(res.ExecutionTime.Seconds())
+	}
 	res.Image = s.sb.image
 	res.Session = s.state()
 	sessionOutcome(res, req.Timeout) // verdict.go

@@ -267,6 +267,75 @@ func TestSessionTimeout(t *testing.T) {
 	e.noContainers(t, "after the session ended")
 }
 
+// TestSessionCheckerRefuses: under POLICY=strict a session's own checker
+// refuses a cell that breaks the policy; the cell never runs (the session's
+// state and count are unchanged) and the session lives on.
+func TestSessionCheckerRefuses(t *testing.T) {
+	e := newEnv(t, strict)
+	id := e.newSession(t)
+	ok(t, e.cell(t, id, "x = 41"))
+	res := e.cell(t, id, "x = 0\nimport os\nos.listdir('/')")
+	if !res.Rejected || res.Error == nil || res.Error.Type != "PolicyViolation" || len(res.Violations) == 0 ||
+		res.Flavor != runner.FlavorValidator || res.Session.Ended || res.Session.Executions != 1 {
+		t.Fatalf("refused cell: rejected %v, error %+v, violations %+v, flavor %q, session %+v",
+			res.Rejected, res.Error, res.Violations, res.Flavor, res.Session)
+	}
+	res = ok(t, e.cell(t, id, "x + 1"))
+	if res.Outputs.Result == nil || res.Outputs.Result.Repr != "42" || res.Session.Executions != 2 {
+		t.Errorf("after the refusal: result %+v, session %+v", res.Outputs.Result, res.Session)
+	}
+	if res := e.cell(t, id, "def f(:\n  pass"); !res.Rejected || res.Error == nil || res.Error.Type != "SyntaxError" {
+		t.Errorf("syntax error: rejected %v, error %+v", res.Rejected, res.Error)
+	}
+	if err := e.r.DeleteSession(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	e.noContainers(t, "after DELETE")
+}
+
+// TestSessionCheckerOutOfReach: a session's code that gets past the policy
+// (here a policy that allows os) can neither read the checker's memory,
+// environment nor descriptors (it is not dumpable), and killing it ends the
+// session with a clear answer: no later cell runs unchecked.
+func TestSessionCheckerOutOfReach(t *testing.T) {
+	e := newEnv(t, func(o *runner.Options) {
+		o.Policy = &policy.Rules{AllowedModules: []string{"os", "signal", "glob"}}
+	})
+	id := e.newSession(t)
+	res := ok(t, e.cell(t, id, `import glob, os, signal
+pids = []
+for c in glob.glob("/proc/[0-9]*/cmdline"):
+    try:
+        if b"--checker" in open(c, "rb").read():
+            pids.append(int(c.split("/")[2]))
+    except OSError:
+        pass
+seen = {}
+for p in pids:
+    for what in ("environ", "mem", "maps", "fd/0", "fd/1"):
+        try:
+            open("/proc/%d/%s" % (p, what), "rb").read(1)
+            seen[what] = "read"
+        except OSError as e:
+            seen[what] = "EACCES" if e.errno == 13 else e.strerror
+print(len(pids), sorted(seen.items()))
+`))
+	want := "1 [('environ', 'EACCES'), ('fd/0', 'EACCES'), ('fd/1', 'EACCES'), ('maps', 'EACCES'), ('mem', 'EACCES')]\n"
+	if res.Stdout != want {
+		t.Fatalf("reaching the checker: %q, want %q", res.Stdout, want)
+	}
+	ok(t, e.cell(t, id, "os.kill(pids[0], signal.SIGKILL)"))
+	res = e.cell(t, id, "1")
+	if res.Status != runner.StatusError || res.Error == nil || !strings.Contains(res.Error.Message, "policy checker") ||
+		!res.Session.Ended || res.Outputs.Result != nil {
+		t.Fatalf("after killing the checker: status %s, error %+v, session %+v", res.Status, res.Error, res.Session)
+	}
+	if _, err := e.r.RunInSession(t.Context(), id, runner.Request{Code: "1", Timeout: time.Second}); !errors.Is(err, runner.ErrSessionNotFound) {
+		t.Errorf("a cell after the session ended: %v", err)
+	}
+	e.noContainers(t, "after the checker was killed")
+}
+
 // TestSessionOutOfMemory: the kernel's OOM kill ends the session, and the
 // answer says so.
 func TestSessionOutOfMemory(t *testing.T) {

@@ -342,7 +342,7 @@ func TestSharedRequestSizes(t *testing.T) {
 	// longest and worst to escape ('<' is \u003c), and MaxInputBytesLimit of
 	// content in base64 (each file's padding counted).
 	const files = 1000 // cmd/pyexec's maxInputFilesLimit
-	cell := wireCell{Op: "run", Code: worst, Timeout: 3600, Policy: rules, Files: make([]wireFile, files)}
+	cell := wireCell{Op: "run", Code: worst, Timeout: 3600, Files: make([]wireFile, files)}
 	for i := range cell.Files {
 		cell.Files[i] = wireFile{Name: strings.Repeat("<", MaxFileNameBytes-4) + fmt.Sprintf("%04d", i), Content: []byte{}}
 	}
@@ -364,6 +364,16 @@ func TestSharedRequestSizes(t *testing.T) {
 		t.Errorf("%s: MAX_REQUEST_BYTES = %d, but a validation line with policy.MaxCodeBytes (%d) of code is %d bytes",
 			v.path, limit, policy.MaxCodeBytes, len(line)+1)
 	}
+	// A session's check request (checkRequest) fits the supervisor's cap,
+	// which is validate.py's.
+	check, err := checkRequest("18446744073709551615", worst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := c.cDefine(t, "MAX_CHECK_BYTES"); int64(len(check)) > limit || limit != v.pyConst(t, "MAX_REQUEST_BYTES") {
+		t.Errorf("%s: MAX_CHECK_BYTES = %d, but a check request is up to %d bytes and validate.py takes %d",
+			c.path, limit, len(check), v.pyConst(t, "MAX_REQUEST_BYTES"))
+	}
 }
 
 // TestSharedFrames: the framing and the frame kinds the supervisor, the
@@ -375,7 +385,7 @@ func TestSharedFrames(t *testing.T) {
 	sameString(t, v, "FRAME_MAGIC", v.pyString(t, "FRAME_MAGIC"), "frameMagic", frameMagic)
 
 	goKinds := []string{frameReady, frameStdout, frameStderr, frameReport, frameOutputs, frameExit, frameError,
-		frameStdoutChunk, frameStderrChunk, frameEvent}
+		frameStdoutChunk, frameStderrChunk, frameEvent, frameValidation}
 	written := sortedSet(c.matches(`\b(?:write_frame|batch_add)\(\s*(?:&?\w+,\s*)?"([^"]*)"`))
 	if want := sortedSet(goKinds); !slices.Equal(written, want) {
 		t.Errorf("%s writes frames of kinds %v, but Go's frame kinds (frames.go) are %v", c.path, written, want)
@@ -396,8 +406,15 @@ func TestSharedFrames(t *testing.T) {
 	vKinds := sortedSet(v.matches(`\bwrite_frame\(\s*"([^"]*)"`))
 	// An error frame instead of ready: a malformed --policy (prepare
 	// refuses anything but ready).
-	if want := sortedSet([]string{frameReady, frameValidation, frameError}); !slices.Equal(vKinds, want) {
-		t.Errorf("%s writes frames of kinds %v, but Go's validator (validator.go) reads %v", v.path, vKinds, want)
+	// "pass" and "refuse": a session's checker (--checker), whose answers
+	// the supervisor reads and passes on as validation frames.
+	if want := sortedSet([]string{frameReady, frameValidation, frameError, "pass", "refuse"}); !slices.Equal(vKinds, want) {
+		t.Errorf("%s writes frames of kinds %v, but Go's validator (validator.go) and the supervisor read %v", v.path, vKinds, want)
+	}
+	for _, kind := range []string{"ready", "pass", "refuse"} {
+		if !strings.Contains(c.text, `strcmp(kind, "`+kind+`")`) {
+			t.Errorf("%s does not read the checker's %q frames", c.path, kind)
+		}
 	}
 
 	// The child's messages on its result pipe: the supervisor takes
@@ -439,8 +456,10 @@ func TestSharedStream(t *testing.T) {
 	c := readSource(t, "supervisor/supervisor.c")
 	sameInt(t, c, "FLAG_STREAM", c.cDefine(t, "FLAG_STREAM"), "flagStream", flagStream)
 	sameInt(t, c, "STREAM_FLUSH_MS", c.cDefine(t, "STREAM_FLUSH_MS"), "streamFlushInterval", streamFlushInterval.Milliseconds())
-	if !strings.Contains(c.text, `"%4s %llu %llu %llu %llu %llu %llu%c"`) {
-		t.Errorf("%s does not take the flags field of Go's withStreamFlag", c.path)
+	sameInt(t, c, "FLAG_CHECK", c.cDefine(t, "FLAG_CHECK"), "flagCheck", flagCheck)
+	sameInt(t, c, "CHECK_TIMEOUT_MS", c.cDefine(t, "CHECK_TIMEOUT_MS"), "cellCheckTimeout", cellCheckTimeout.Milliseconds())
+	if h := withCheckFlag(cellHeader(time.Second, 1, 2, 3, 4), true, 9); h != fmt.Sprintf("cell 1000 1 2 3 4 %d 9\n", flagStream|flagCheck) {
+		t.Errorf("Go's checked header = %q", h)
 	}
 	for _, h := range []string{
 		withStreamFlag(requestHeader(time.Second, 1, 2, 3, 4), true),
@@ -478,6 +497,9 @@ func TestSharedExitFrame(t *testing.T) {
 			t.Errorf("%s: write_exit never reports state %q (Go: verdict.go)", c.path, state)
 		}
 	}
+	if !strings.Contains(c.text, `{\"state\":\"`+sessionExitRefused+`\",\"memory_bytes\":`) {
+		t.Errorf("%s: no exit frame with state %q (Go: session.go)", c.path, sessionExitRefused)
+	}
 }
 
 // TestSharedSession: the session's timing and the sandbox's file caps and
@@ -485,7 +507,7 @@ func TestSharedExitFrame(t *testing.T) {
 func TestSharedSession(t *testing.T) {
 	c := readSource(t, "supervisor/supervisor.c")
 	sameInt(t, c, "INTERRUPT_GRACE_MS", c.cDefine(t, "INTERRUPT_GRACE_MS"), "interruptGrace", interruptGrace.Milliseconds())
-	if !strings.Contains(c.text, `"cell %llu`) && !regexp.MustCompile(`strcmp\(word, "cell"\)`).MatchString(c.text) {
+	if !strings.Contains(c.text, `strncmp(line, "cell ", 5)`) {
 		t.Errorf("%s does not take the %q header of Go's cellHeader", c.path, "cell")
 	}
 	if h := cellHeader(time.Second, 1, 2, 3, 4); !strings.HasPrefix(h, "cell 1000 1 2 3 4\n") {

@@ -55,6 +55,21 @@ func withStreamFlag(header string, stream bool) string {
 	return strings.TrimSuffix(header, "\n") + " " + strconv.Itoa(flagStream) + "\n"
 }
 
+// flagCheck is the cell header's flag that says a check request for the
+// session's checker comes before the body (supervisor.c: FLAG_CHECK); its
+// length follows the flags.
+const flagCheck = 2
+
+// withCheckFlag is a cell header (cellHeader's) announcing a check request
+// of n bytes before the body, streamed or not.
+func withCheckFlag(header string, stream bool, n int) string {
+	flags := flagCheck
+	if stream {
+		flags |= flagStream
+	}
+	return strings.TrimSuffix(header, "\n") + " " + strconv.Itoa(flags) + " " + strconv.Itoa(n) + "\n"
+}
+
 // streamOptions are the child's options of a streamed request.
 func streamOptions(opts map[string]any, stream bool) map[string]any {
 	if stream {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyexec/pyexec/policy"
 )
 
 // These tests build the sandbox supervisor (images/context/supervisor) on the
@@ -91,6 +93,17 @@ if mode == "session":
         elif do == "exit":
             os.write(1, b"bye")
             os._exit(3)
+        elif do == "killchecker":  # what user code can do to its sibling
+            import glob
+            for stat in glob.glob("/proc/[0-9]*/stat"):
+                try:
+                    ppid = int(open(stat).read().rsplit(")", 1)[1].split()[1])
+                    pid = int(stat.split("/")[2])
+                    if ppid == os.getppid() and pid != os.getpid() and b"--checker" in open("/proc/%d/cmdline" % pid, "rb").read():
+                        os.kill(pid, signal.SIGKILL)
+                        os.write(1, b"killed")
+                except (OSError, ValueError, IndexError):
+                    pass
         elif do == "big":  # outputs over the cap, an unknown message, a second report
             send("report", b'{"error":null}')
             send("chatter", b"c" * 300000)
@@ -174,9 +187,13 @@ func buildSupervisor(t *testing.T) (bin string) {
 		t.Fatal(err)
 	}
 	bin = filepath.Join(dir, "supervisor")
+	checker, err := filepath.Abs("../images/context/harness/validate.py")
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command(gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
 		"-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
-		`-DCHILD_PYTHON="`+python+`"`, `-DCHILD_SCRIPT="`+script+`"`,
+		`-DCHILD_PYTHON="`+python+`"`, `-DCHILD_SCRIPT="`+script+`"`, `-DCHECKER_SCRIPT="`+checker+`"`,
 		"-o", bin, supervisorSource).CombinedOutput()
 	if err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
@@ -184,10 +201,11 @@ func buildSupervisor(t *testing.T) (bin string) {
 	return bin
 }
 
-// superviseFake runs the supervisor with stdin and returns its frames.
-func superviseFake(t *testing.T, bin, mode, stdin string) []frame {
+// superviseFake runs the supervisor with args and stdin and returns its
+// frames.
+func superviseFake(t *testing.T, bin, mode, stdin string, args ...string) []frame {
 	t.Helper()
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"FAKE_MODE=" + mode, "ASAN_OPTIONS=detect_leaks=0", "UBSAN_OPTIONS=print_stacktrace=1"}
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
@@ -574,6 +592,104 @@ func TestSupervisorSession(t *testing.T) {
 			}
 			if cells := sessionCells(t, frames[:len(frames)-1]); len(cells) != 1 || cells[0].exit.State != sessionExitAlive {
 				t.Errorf("the first cell: %+v", cells)
+			}
+		})
+	}
+}
+
+// checkedCell is a cell with a check request for the session's checker
+// (roundTrip's form): code is what the checker sees, do what the fake child
+// does if the cell reaches it.
+func checkedCell(t *testing.T, id, code, do string) string {
+	t.Helper()
+	line, err := checkRequest(id, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"do":"` + do + `"}`
+	return withCheckFlag(cellHeader(5*time.Second, 1000, 1000, 1<<20, len(body)), false, len(line)) + string(line) + body
+}
+
+// TestSupervisorChecker drives a session's policy checker (supervisor
+// --policy, the real validate.py --checker) with the fake child: a passed
+// cell runs, a refused one never reaches the child, and a checker that is
+// gone or a check that cannot be read ends the session with an error.
+func TestSupervisorChecker(t *testing.T) {
+	t.Parallel()
+	bin := buildSupervisor(t)
+	rules, err := json.Marshal(policy.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := policyDigest(rules)
+	withPolicy := []string{"--policy", string(rules)}
+
+	t.Run("pass and refuse", func(t *testing.T) {
+		t.Parallel()
+		stdin := checkedCell(t, "1", "print('成功')", "print") +
+			checkedCell(t, "2", "import os\nopen('/etc/passwd')", "print") +
+			checkedCell(t, "3", "x = 1", "print")
+		frames := superviseFake(t, bin, "session", stdin, withPolicy...)
+		var answers []Validation
+		var rest []frame
+		for i, f := range frames {
+			if f.kind != frameValidation {
+				rest = append(rest, f)
+				continue
+			}
+			v, err := parseValidation(f.payload, strconv.Itoa(len(answers)+1), sum)
+			if err != nil {
+				t.Fatalf("validation frame %d: %v", i, err)
+			}
+			answers = append(answers, v)
+		}
+		if len(answers) != 3 || !answers[0].Valid || answers[1].Valid || !answers[2].Valid {
+			t.Fatalf("answers %+v, want valid, refused, valid", answers)
+		}
+		rules := map[string]bool{}
+		for _, e := range answers[1].Errors {
+			rules[e.Rule] = true
+		}
+		if len(rules) < 2 {
+			t.Errorf("refused cell: errors %+v, want the import and the open", answers[1].Errors)
+		}
+		cells := sessionCells(t, rest)
+		if len(cells) != 3 {
+			t.Fatalf("%d cells answered, want 3 (frames %v)", len(cells), kinds(frames))
+		}
+		if c := cells[1]; c.exit.State != sessionExitRefused || c.frames.gotStdout || c.frames.gotReport {
+			t.Errorf("refused cell: exit %+v, frames %+v", c.exit, c.frames)
+		}
+		// The child counts the cells it saw: the refused one is not among them.
+		for i, want := range map[int]string{0: "cell 1\n", 2: "cell 2\n"} {
+			if c := cells[i]; c.exit.State != sessionExitAlive || string(c.frames.stdout) != want {
+				t.Errorf("cell %d: exit %+v stdout %q, want %q", i+1, c.exit, c.frames.stdout, want)
+			}
+		}
+	})
+
+	for _, tc := range []struct {
+		name, stdin, message string
+		args                 []string
+	}{
+		{"checker killed", checkedCell(t, "1", "y = 2", "killchecker") + checkedCell(t, "2", "y = 3", "print"),
+			"the policy checker did not answer", withPolicy},
+		{"two lines", withCheckFlag(cellHeader(time.Second, 10, 10, 10, 2), false, 4) + "{}\n\n{}",
+			"bad check request", withPolicy},
+		{"no checker", checkedCell(t, "1", "y = 2", "print"), "no policy checker", nil},
+		{"bad policy", checkedCell(t, "1", "y = 2", "print"), "the policy checker failed to start", []string{"--policy", "[]"}},
+		{"bad arguments", "", "usage", []string{"--policy"}},
+		{"flag without length", "cell 1000 10 10 10 2 2\n{}", "bad request header", withPolicy},
+		{"length without flag", "cell 1000 10 10 10 2 0 5\n{}", "bad request header", withPolicy},
+		{"check on run", "run 1000 10 10 10 2 2 5\n{}", "bad request header", withPolicy},
+		{"check too long", fmt.Sprintf("cell 1000 10 10 10 2 2 %d\n{}", 1<<20+1), "bad request header", withPolicy},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			frames := superviseFake(t, bin, "session", tc.stdin, tc.args...)
+			last := frames[len(frames)-1]
+			if last.kind != frameError || !strings.Contains(string(last.payload), tc.message) {
+				t.Fatalf("frames %v, last %q %s; want an error frame saying %q", kinds(frames), last.kind, last.payload, tc.message)
 			}
 		})
 	}

@@ -32,7 +32,6 @@ const (
 	roleValidator = "validator"
 	// validateTimeout bounds one validation (parsing 50 KB takes ~0.1 s).
 	validateTimeout = 5 * time.Second
-	frameValidation = "validation"
 )
 
 var validatorEntrypoint = []string{"/usr/bin/python3", "-I", "-B", "/opt/pyexec/validate.py"}
@@ -59,8 +58,17 @@ func validatorCommand(policyJSON json.RawMessage) ([]string, string) {
 	if policyJSON == nil {
 		return validatorEntrypoint, ""
 	}
+	return append(slices.Clone(validatorEntrypoint), "--policy", string(policyJSON)), policyDigest(policyJSON)
+}
+
+// policyDigest is the hex SHA-256 that validate.py names for the policy it
+// was given (--policy); "" without a policy.
+func policyDigest(policyJSON json.RawMessage) string {
+	if policyJSON == nil {
+		return ""
+	}
 	sum := sha256.Sum256(policyJSON)
-	return append(slices.Clone(validatorEntrypoint), "--policy", string(policyJSON)), hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:])
 }
 
 // Validation is the outcome of checking code without running it.
@@ -99,11 +107,11 @@ func (r *Runner) validate(ctx context.Context, code string) (Validation, error) 
 	}
 	v.seq++
 	id := strconv.FormatUint(v.seq, 10)
-	line, err := json.Marshal(validatorRequest{ID: id, Code: code})
+	line, err := checkRequest(id, code)
 	if err != nil {
 		return Validation{}, err
 	}
-	if _, err := v.sb.conn.Conn.Write(append(line, '\n')); err != nil {
+	if _, err := v.sb.conn.Conn.Write(line); err != nil {
 		v.reset(r, ctx)
 		return Validation{}, fmt.Errorf("send to validator: %w", err)
 	}
@@ -115,28 +123,11 @@ func (r *Runner) validate(ctx context.Context, code string) (Validation, error) 
 			v.reset(r, ctx)
 			return Validation{}, fmt.Errorf("%w: validator answered %q (%v)", errProtocol, fe.f.kind, fe.err)
 		}
-		var ans struct {
-			ID     string             `json:"id"`
-			Valid  bool               `json:"valid"`
-			Errors []policy.Violation `json:"errors"`
-			Policy string             `json:"policy_sha256"`
-		}
-		if err := json.Unmarshal(fe.f.payload, &ans); err != nil || ans.ID != id {
+		ans, err := parseValidation(fe.f.payload, id, v.policySum)
+		if err != nil {
 			v.reset(r, ctx)
-			return Validation{}, fmt.Errorf("%w: validator answer for %q: %v", errProtocol, ans.ID, err)
 		}
-		if ans.Policy != v.policySum {
-			v.reset(r, ctx)
-			return Validation{}, fmt.Errorf("%w: validator applied policy %.16q, not the runner's %.16q", errProtocol, ans.Policy, v.policySum)
-		}
-		if !ans.Valid && len(ans.Errors) == 0 {
-			v.reset(r, ctx)
-			return Validation{}, fmt.Errorf("%w: validator refused code without saying why", errProtocol)
-		}
-		if ans.Errors == nil {
-			ans.Errors = []policy.Violation{}
-		}
-		return Validation{Valid: len(ans.Errors) == 0, Errors: ans.Errors}, nil
+		return ans, err
 	case <-timer.C:
 		v.reset(r, ctx)
 		return Validation{}, errors.New("validator did not answer in time")
@@ -145,6 +136,39 @@ func (r *Runner) validate(ctx context.Context, code string) (Validation, error) 
 		v.reset(r, ctx)
 		return Validation{}, ctx.Err()
 	}
+}
+
+// checkRequest is the request line (newline included) that asks a
+// validate.py process, the validator or a session's checker, to check code
+// under its own policy.
+func checkRequest(id, code string) ([]byte, error) {
+	line, err := json.Marshal(validatorRequest{ID: id, Code: code})
+	return append(line, '\n'), err
+}
+
+// parseValidation reads a validate.py answer (a validation frame's payload)
+// to the request id, which must have been checked under the policy whose
+// SHA-256 is policySum ("" for none).
+func parseValidation(payload []byte, id, policySum string) (Validation, error) {
+	var ans struct {
+		ID     string             `json:"id"`
+		Valid  bool               `json:"valid"`
+		Errors []policy.Violation `json:"errors"`
+		Policy string             `json:"policy_sha256"`
+	}
+	if err := json.Unmarshal(payload, &ans); err != nil || ans.ID != id {
+		return Validation{}, fmt.Errorf("%w: validator answer for %q: %v", errProtocol, ans.ID, err)
+	}
+	if ans.Policy != policySum {
+		return Validation{}, fmt.Errorf("%w: validator applied policy %.16q, not the runner's %.16q", errProtocol, ans.Policy, policySum)
+	}
+	if ans.Valid != (len(ans.Errors) == 0) {
+		return Validation{}, fmt.Errorf("%w: validator said valid=%v with %d errors", errProtocol, ans.Valid, len(ans.Errors))
+	}
+	if ans.Errors == nil {
+		ans.Errors = []policy.Violation{}
+	}
+	return Validation{Valid: ans.Valid, Errors: ans.Errors}, nil
 }
 
 // reset discards the validator process; the next call starts another.

@@ -43,6 +43,8 @@ const (
 	verdictSessionTimeout
 	verdictSessionOutOfMemory
 	verdictSessionEnded
+	// A session's policy checker stopped answering (session.go).
+	verdictCheckerGone
 )
 
 // verdicts is the table of outcomes: status, error type and message
@@ -60,6 +62,7 @@ var verdicts = [...]struct{ status, errType, format string }{
 	verdictSessionTimeout:     {StatusTimeout, "TimeoutError", "execution exceeded the time limit of %gs and did not stop when interrupted; the session was ended"},
 	verdictSessionOutOfMemory: {StatusOutOfMemory, "MemoryError", "execution ran out of memory and was killed; the session was ended"},
 	verdictSessionEnded:       {"", "", "%s; the session was ended"},
+	verdictCheckerGone:        {StatusError, "SandboxError", "the session's policy checker stopped answering, so no more code can be checked"},
 }
 
 // moreViolations follows the first violation's message when there are more.

@@ -1,6 +1,6 @@
 """pyexec validator: answers POST /validate without ever running code.
 
-    python3 -I -B /opt/pyexec/validate.py [--policy <rules as JSON>]
+    python3 -I -B /opt/pyexec/validate.py [--checker] [--policy <rules as JSON>]
 
 A long-lived process. It writes one "ready" frame, then reads request lines
 from stdin until EOF and answers each with exactly one frame on stdout, in
@@ -18,6 +18,14 @@ rules it was checked under: "policy_sha256", the SHA-256 (hex) of the
 validator applied its policy (a validator that ignored --policy would not
 say so). A malformed --policy is refused at start: an "error" frame instead
 of "ready", and exit status 2.
+
+--checker: the policy checker of a session's supervisor (supervisor.c), a
+process that shares its container with the session's user code. It makes
+itself non-dumpable before its ready frame (so that the user's process,
+which runs as the same uid, cannot reach its memory or descriptors through
+/proc), and answers each request with a "pass" frame (valid) or a "refuse"
+frame instead of "validation", so that the supervisor can act on the
+verdict without parsing JSON. It never runs code either.
 
 errors are checker.py's dicts {"line", "column", "rule", "message"}, sorted by
 position, at most checker.MAX_REPORTED of them; valid is true only when there
@@ -62,20 +70,25 @@ def answer(req_id, errors, policy_sha256=None):
 
 
 class Defaults:
-    """The rules of requests without a "policy" key (--policy)."""
+    """The rules of requests without a "policy" key (--policy), and the
+    mode (--checker)."""
 
-    def __init__(self, rules=None, sha256=None):
+    def __init__(self, rules=None, sha256=None, checker_mode=False):
         self.rules = rules  # checker.prepare()'s result, or None
         self.sha256 = sha256  # of the --policy text, or None
+        self.checker_mode = checker_mode
 
 
 def parse_args(argv, checker):
-    """The Defaults of the command line ([--policy JSON]); ValueError when
-    it is malformed."""
+    """The Defaults of the command line ([--checker] [--policy JSON]);
+    ValueError when it is malformed."""
+    checker_mode = bool(argv) and argv[0] == "--checker"
+    if checker_mode:
+        argv = argv[1:]
     if not argv:
-        return Defaults()
+        return Defaults(checker_mode=checker_mode)
     if len(argv) != 2 or argv[0] != "--policy":
-        raise ValueError("usage: validate.py [--policy JSON]")
+        raise ValueError("usage: validate.py [--checker] [--policy JSON]")
     text = argv[1]
     try:
         rules = json.loads(text)
@@ -84,7 +97,17 @@ def parse_args(argv, checker):
     if not isinstance(rules, dict):
         raise ValueError("--policy must be a JSON object")
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return Defaults(checker.prepare(rules), digest)
+    return Defaults(checker.prepare(rules), digest, checker_mode)
+
+
+def make_undumpable():
+    """prctl(PR_SET_DUMPABLE, 0) for this process; OSError when refused."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_dumpable, pr_get_dumpable = 4, 3
+    if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0 or libc.prctl(pr_get_dumpable, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
 def internal(message, rule="internal"):
@@ -160,6 +183,12 @@ def main():
     except ValueError as exc:
         write_frame("error", dumps({"message": str(exc)}))
         return 2
+    if defaults.checker_mode:
+        try:
+            make_undumpable()
+        except OSError as exc:
+            write_frame("error", dumps({"message": str(exc)}))
+            return 2
     write_frame(
         "ready",
         dumps(
@@ -184,7 +213,12 @@ def main():
             continue
         else:
             text = handle(line, checker, defaults)
-        write_frame("validation", text)
+        if not defaults.checker_mode:
+            write_frame("validation", text)
+        elif json.loads(text)["valid"]:
+            write_frame("pass", text)
+        else:
+            write_frame("refuse", text)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@
  *     the next header is awaited; once it ended (killed, exited, OOM) this
  *     process exits after the cell's frames. End of stdin between cells
  *     ends the session without a frame.
- *   flags (optional, default 0): FLAG_STREAM asks for the output as it
+ *   flags (optional, default 0): FLAG_CHECK (cells only) says that the
+ *     header has an eighth field, <check_length>, and that <check_length>
+ *     bytes of policy check request come before the body (see "The policy
+ *     checker" below). FLAG_STREAM asks for the output as it
  *     arrives, besides the frames at the end: ostream and estream frames
  *     (the bytes kept under the caps, in order, at most every
  *     STREAM_FLUSH_MS, all of them before the stdout frame, so that they add
@@ -48,9 +51,26 @@
  *     event    streaming: one event message of the child's (untrusted)
  *     report   the child's report, when it arrived whole (untrusted JSON)
  *     outputs  the child's rich outputs, when whole and within outputs_cap
+ *     validation  a cell's policy check: the checker's answer (FLAG_CHECK)
  *     exit     how the child ended, JSON built here from numbers only; last
  *     error    the request could not be served (then nothing else follows)
  * The child's messages on its result pipe: "<kind> <length>\n" <payload>.
+ *
+ * The policy checker (session mode: "supervisor --policy <rules as JSON>"):
+ * a session's child runs cell after cell of user code, so it cannot be
+ * trusted to check the next one (earlier cells can rebind what a checker in
+ * that process relies on). With --policy, this process also starts
+ * validate.py --checker, a second interpreter that never runs user code: it
+ * is started before any, makes itself non-dumpable before it says ready,
+ * holds only its stdin and stdout pipes to us, and checks each request line
+ * we pass it, answering a "pass" or "refuse" frame. For a FLAG_CHECK cell we
+ * pass it the check request (one line), forward its answer as a validation
+ * frame, then hand the body to the child only if it passed; a refused
+ * cell's body is read and dropped, and an exit frame with state "refused"
+ * follows. A checker that does not answer within CHECK_TIMEOUT_MS, or
+ * answers anything else, ends the session with an error frame: code is
+ * never run unchecked. It costs a pipe round trip (~0.05 ms) where asking
+ * the service's validator costs another round trip through the engine.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -78,6 +98,9 @@
 #ifndef CHILD_SCRIPT
 #define CHILD_SCRIPT "/opt/pyexec/child.py"
 #endif
+#ifndef CHECKER_SCRIPT
+#define CHECKER_SCRIPT "/opt/pyexec/validate.py"
+#endif
 
 /* The child's descriptors, as child.py expects them. */
 enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
@@ -102,8 +125,17 @@ enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
 #define INTERRUPT_GRACE_MS 1000
 /* The longest request header line (both modes). */
 #define MAX_HEADER_BYTES 128
-/* The request header's flags: stream the output as it arrives. */
+/* The request header's flags: stream the output as it arrives; a policy
+ * check request precedes the body. */
 #define FLAG_STREAM 1
+#define FLAG_CHECK 2
+/* A check request line is at most this long (validate.py's
+ * MAX_REQUEST_BYTES), its answer at most MAX_CHECK_ANSWER. */
+#define MAX_CHECK_BYTES (1u << 20)
+#define MAX_CHECK_ANSWER (1u << 20)
+/* How long the checker has to start, and to answer one request. */
+#define CHECKER_START_MS 30000
+#define CHECK_TIMEOUT_MS 10000
 /* Streaming: output is passed on at most this often (coalesced). */
 #define STREAM_FLUSH_MS 50
 
@@ -151,7 +183,7 @@ static void write_frame(const char *kind, const char *data, size_t len) {
 
 /* A batch holds the final frames of one answer, written with one writev, so
  * that they reach the service in one piece rather than one write each. */
-#define BATCH_FRAMES 5
+#define BATCH_FRAMES 6
 struct batch {
     struct iovec iov[3 * BATCH_FRAMES];
     char headers[BATCH_FRAMES][64];
@@ -667,30 +699,49 @@ struct request {
     bool stream; /* FLAG_STREAM */
     int64_t timeout_ms;
     size_t stdout_cap, stderr_cap, outputs_cap, length;
+    size_t check_length; /* FLAG_CHECK: the check request's length, else 0 */
 };
 
-/* parse_request_header parses "<run|cell> <timeout_ms> <out> <err> <outputs> <len>[ <flags>]\n". */
+/* parse_request_header parses
+ * "<run|cell> <timeout_ms> <out> <err> <outputs> <len>[ <flags>[ <check_len>]]\n":
+ * plain decimal numbers, single spaces, check_len exactly when FLAG_CHECK. */
 static bool parse_request_header(const char *line, struct request *r) {
-    unsigned long long t, so, se, oc, n, flags = 0;
-    char word[5], tail;
-    if (sscanf(line, "%4s %llu %llu %llu %llu %llu%c", word, &t, &so, &se, &oc, &n, &tail) != 7 ||
-        (tail != '\n' && (tail != ' ' || sscanf(line, "%4s %llu %llu %llu %llu %llu %llu%c", word, &t, &so, &se,
-                                                &oc, &n, &flags, &tail) != 8 || tail != '\n')))
+    bool cell = strncmp(line, "cell ", 5) == 0;
+    if (!cell && strncmp(line, "run ", 4) != 0)
         return false;
-    if (flags & ~(unsigned long long)FLAG_STREAM)
+    const char *p = line + (cell ? 4 : 3);
+    unsigned long long v[7] = {0};
+    int n = 0;
+    while (*p == ' ' && n < 7) {
+        p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        char *end;
+        errno = 0;
+        v[n++] = strtoull(p, &end, 10);
+        if (errno != 0)
+            return false;
+        p = end;
+    }
+    if (n < 5 || p[0] != '\n' || p[1] != '\0')
         return false;
-    if (strcmp(word, "run") != 0 && strcmp(word, "cell") != 0)
+    unsigned long long t = v[0], so = v[1], se = v[2], oc = v[3], len = v[4], flags = v[5], check = v[6];
+    if (flags & ~(unsigned long long)(FLAG_STREAM | FLAG_CHECK))
+        return false;
+    bool checked = (flags & FLAG_CHECK) != 0;
+    if (checked != (n == 7) || (checked && (!cell || check == 0 || check > MAX_CHECK_BYTES)))
         return false;
     if (t == 0 || t > MAX_TIMEOUT_MS || so > MAX_STREAM_CAP || se > MAX_STREAM_CAP || oc > MAX_OUTPUTS_CAP ||
-        n == 0 || n > MAX_REQUEST_BYTES)
+        len == 0 || len > MAX_REQUEST_BYTES)
         return false;
-    r->cell = word[0] == 'c';
+    r->cell = cell;
     r->timeout_ms = (int64_t)t;
     r->stdout_cap = so;
     r->stderr_cap = se;
     r->outputs_cap = oc;
-    r->length = n;
+    r->length = len;
     r->stream = (flags & FLAG_STREAM) != 0;
+    r->check_length = check;
     return true;
 }
 
@@ -775,6 +826,28 @@ static bool write_child(int fd, const char *p, size_t n, int64_t deadline) {
     return true;
 }
 
+/* next_input points p at the next n (1..left) bytes of the request from
+ * stdin, the buffer's first; false when stdin ended. */
+static bool next_input(size_t left, const char **p, size_t *n) {
+    if (in.off < in.len) {
+        *p = in.data + in.off;
+        *n = in.len - in.off < left ? in.len - in.off : left;
+        in.off += *n;
+        return true;
+    }
+    for (;;) {
+        ssize_t got = read(0, in.data, left < sizeof in.data ? left : sizeof in.data);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return false;
+        in.off = in.len = 0;
+        *p = in.data;
+        *n = (size_t)got;
+        return true;
+    }
+}
+
 /* forward_body passes the request's body from stdin to the child (while it
  * takes it: a child that stopped reading is not an error here, its end
  * shows in the exit frame) without holding more than one buffer of it. A
@@ -790,25 +863,181 @@ static const char *forward_body(struct child *c, const struct request *r, int64_
     while (left > 0) {
         const char *p;
         size_t n;
-        if (in.off < in.len) {
-            p = in.data + in.off;
-            n = in.len - in.off < left ? in.len - in.off : left;
-            in.off += n;
-        } else {
-            ssize_t got = read(0, in.data, left < sizeof in.data ? left : sizeof in.data);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0)
-                return "request truncated";
-            in.off = in.len = 0;
-            p = in.data;
-            n = (size_t)got;
-        }
+        if (!next_input(left, &p, &n))
+            return "request truncated";
         if (open)
             open = write_child(c->req, p, n, deadline);
         left -= n;
     }
     return NULL;
+}
+
+/* skip_body reads a refused cell's body and drops it; false when stdin
+ * ended first. */
+static bool skip_body(size_t left) {
+    while (left > 0) {
+        const char *p;
+        size_t n;
+        if (!next_input(left, &p, &n))
+            return false;
+        left -= n;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------- the checker */
+
+/* The policy checker of a session started with --policy: pid -1 without.
+ * Its pipes are non-blocking on our side; answer holds its last answer's
+ * payload, and pending says that a passed cell's validation frame is yet to
+ * be written (with the cell's final frames). */
+static struct {
+    pid_t pid;
+    int in, out;
+    char *answer;
+    size_t answer_len;
+    bool pending;
+} checker = {.pid = -1, .in = -1, .out = -1};
+
+enum { CHECK_PASSED, CHECK_REFUSED, CHECK_FAILED };
+
+static bool set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+}
+
+/* start_checker starts validate.py --checker --policy <policy> in its own
+ * process session, its stdin and stdout on our pipes, stderr on /dev/null,
+ * nothing else. */
+static bool start_checker(const char *policy) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
+        return false;
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        if (setsid() < 0)
+            _exit(71);
+        signal(SIGPIPE, SIG_DFL);
+        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        /* The pipes are above 2: the service's stdin, stdout and stderr
+         * are open. dup2 clears CLOEXEC on the copies. */
+        if (devnull < 0 || dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(devnull, 2) < 0)
+            _exit(71);
+        char *argv[] = {"python3", "-I", "-B", CHECKER_SCRIPT, "--checker", "--policy", (char *)policy, NULL};
+        extern char **environ;
+        execve(CHILD_PYTHON, argv, environ);
+        _exit(71);
+    }
+    close(in[0]);
+    close(out[1]);
+    checker.pid = pid;
+    checker.in = in[1];
+    checker.out = out[0];
+    return set_nonblock(checker.in) && set_nonblock(checker.out);
+}
+
+/* read_exact reads n bytes from the non-blocking fd by the deadline. */
+static bool read_exact(int fd, char *dst, size_t n, int64_t deadline) {
+    while (n > 0) {
+        ssize_t got = read(fd, dst, n);
+        if (got > 0) {
+            dst += got;
+            n -= (size_t)got;
+            continue;
+        }
+        if (got == 0 || (errno != EINTR && errno != EAGAIN))
+            return false;
+        int64_t left = deadline - now_us();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)((left + 999) / 1000)) < 0 && errno != EINTR)
+            return false;
+    }
+    return true;
+}
+
+/* read_checker_frame reads one frame of the checker's by the deadline: its
+ * kind into kind, its payload into checker.answer. */
+static bool read_checker_frame(char *kind, size_t kind_cap, int64_t deadline) {
+    char line[64];
+    size_t have = 0;
+    do {
+        if (have == sizeof line - 1 || !read_exact(checker.out, line + have, 1, deadline))
+            return false;
+    } while (line[have++] != '\n');
+    line[have] = '\0';
+    char k[16], tail;
+    unsigned long long len;
+    if (sscanf(line, FRAME_MAGIC " %15s %llu%c", k, &len, &tail) != 3 || tail != '\n' || len > MAX_CHECK_ANSWER)
+        return false;
+    char *d = realloc(checker.answer, (size_t)len + 1);
+    if (d == NULL)
+        return false;
+    checker.answer = d;
+    if (!read_exact(checker.out, d, (size_t)len + 1, deadline) || d[len] != '\n')
+        return false;
+    checker.answer_len = (size_t)len;
+    snprintf(kind, kind_cap, "%s", k);
+    return true;
+}
+
+/* checker_ready waits for the checker's ready frame. */
+static bool checker_ready(void) {
+    char kind[16];
+    return read_checker_frame(kind, sizeof kind, now_us() + (int64_t)CHECKER_START_MS * 1000) &&
+           strcmp(kind, "ready") == 0;
+}
+
+/* check_cell reads the cell's check request from stdin, has the checker
+ * answer it, and keeps the answer for the validation frame: CHECK_PASSED
+ * (written with the cell's frames), CHECK_REFUSED, or CHECK_FAILED with why. */
+static int check_cell(const struct request *r, const char **why) {
+    size_t len = r->check_length;
+    char *line = malloc(len);
+    if (line == NULL) {
+        *why = "out of memory";
+        return CHECK_FAILED;
+    }
+    for (size_t have = 0; have < len;) {
+        const char *p;
+        size_t n;
+        if (!next_input(len - have, &p, &n)) {
+            free(line);
+            *why = "request truncated";
+            return CHECK_FAILED;
+        }
+        memcpy(line + have, p, n);
+        have += n;
+    }
+    /* One line, so that the checker's answers stay in step. */
+    bool one_line = line[len - 1] == '\n' && memchr(line, '\n', len - 1) == NULL;
+    int64_t deadline = now_us() + (int64_t)CHECK_TIMEOUT_MS * 1000;
+    bool sent = one_line && checker.pid > 0 && write_child(checker.in, line, len, deadline);
+    free(line);
+    char kind[16];
+    if (!one_line) {
+        *why = "bad check request";
+        return CHECK_FAILED;
+    }
+    if (checker.pid < 0) {
+        *why = "this sandbox has no policy checker";
+        return CHECK_FAILED;
+    }
+    if (!sent || !read_checker_frame(kind, sizeof kind, deadline)) {
+        *why = "the policy checker did not answer";
+        return CHECK_FAILED;
+    }
+    if (strcmp(kind, "pass") == 0) {
+        checker.pending = true;
+        return CHECK_PASSED;
+    }
+    if (strcmp(kind, "refuse") == 0)
+        return CHECK_REFUSED;
+    *why = "the policy checker answered out of turn";
+    return CHECK_FAILED;
 }
 
 /* ------------------------------------------------------------ supervise */
@@ -1069,6 +1298,9 @@ static void write_result(const struct outcome *o, const struct buf *out, const s
     stream_stop();
     struct batch bt = {.n = 0};
     char exit_body[640];
+    if (checker.pending) /* the cell's check, which it passed */
+        batch_add(&bt, "validation", checker.answer, checker.answer_len);
+    checker.pending = false;
     batch_add(&bt, "stdout", out->data, out->len);
     batch_add(&bt, "stderr", err->data, err->len);
     if (m->report.seen && !m->report.dropped && m->report.len <= MAX_REPORT_BYTES)
@@ -1083,48 +1315,74 @@ static void write_result(const struct outcome *o, const struct buf *out, const s
     batch_flush(&bt);
 }
 
+/* write_refused answers a cell the checker refused: its validation frame
+ * and an exit frame with state "refused" (the child never saw the cell). */
+static void write_refused(void) {
+    struct batch bt = {.n = 0};
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"state\":\"refused\",\"memory_bytes\":%" PRId64 "}", current_memory());
+    batch_add(&bt, "validation", checker.answer, checker.answer_len);
+    batch_add(&bt, "exit", body, (size_t)n);
+    batch_flush(&bt);
+}
+
+/* run_cell hands one cell's body to the child and writes its frames; false
+ * once the child has ended (or the request could not be read: why). */
+static bool run_cell(struct child *c, const struct request *r, const char **why) {
+    int64_t oom_before = oom_kills();
+    struct outcome o = {.cpu_before = child_cpu_us(c->pid), .cpu_after = -1};
+    /* The deadline runs once the request is in (a large one takes a
+     * while to arrive); passing it on may take the timeout at most. */
+    int64_t timeout_us = r->timeout_ms * 1000;
+    int64_t fwd_deadline = now_us() + timeout_us;
+    *why = forward_body(c, r, fwd_deadline);
+    if (*why != NULL)
+        return false;
+    int64_t started = now_us();
+    if (started >= fwd_deadline)
+        started = fwd_deadline - timeout_us; /* stalled: the deadline is past */
+    /* From here the child is untrusted: everything it sends is bounded. */
+    struct msgs m = {.b = {.limit = MAX_REPORT_BYTES + r->outputs_cap + 2 * MAX_MSG_HEADER},
+                     .cells = true,
+                     .outputs_cap = r->outputs_cap};
+    struct buf out = {.limit = r->stdout_cap}, err = {.limit = r->stderr_cap};
+    stream_start(r->stream, &out, &err, r->outputs_cap);
+    supervise_cell(c, r, &out, &err, &m, &o, started);
+    bool alive = !o.reaped;
+    if (alive)
+        o.cpu_after = child_cpu_us(c->pid);
+    write_result(&o, &out, &err, &m, r, oom_kills() > oom_before, alive);
+    free(out.data);
+    free(err.data);
+    free(m.b.data);
+    return alive;
+}
+
 /* session serves cells until the child ends or stdin does; r is the first
- * cell's header, already read. */
+ * cell's header, already read. A cell with a check request runs only if
+ * the checker passes it. */
 static int session(struct child *c, struct request *r) {
     /* The request pipe outlives a cell: writes to it must not block past a
      * deadline. */
-    int fl = fcntl(c->req, F_GETFL);
-    if (fl < 0 || fcntl(c->req, F_SETFL, fl | O_NONBLOCK) < 0) {
+    if (!set_nonblock(c->req)) {
         kill_child(c->pid);
         return fail("the runner process could not be set up");
     }
     for (;;) {
-        int64_t oom_before = oom_kills();
-        struct outcome o = {.cpu_before = child_cpu_us(c->pid), .cpu_after = -1};
-        /* The deadline runs once the request is in (a large one takes a
-         * while to arrive); passing it on may take the timeout at most. */
-        int64_t timeout_us = r->timeout_ms * 1000;
-        int64_t fwd_deadline = now_us() + timeout_us;
-        const char *bad = forward_body(c, r, fwd_deadline);
-        if (bad != NULL) {
-            kill_child(c->pid);
-            return fail(bad);
-        }
-        int64_t started = now_us();
-        if (started >= fwd_deadline)
-            started = fwd_deadline - timeout_us; /* stalled: the deadline is past */
-        /* From here the child is untrusted: everything it sends is bounded. */
-        struct msgs m = {.b = {.limit = MAX_REPORT_BYTES + r->outputs_cap + 2 * MAX_MSG_HEADER},
-                         .cells = true,
-                         .outputs_cap = r->outputs_cap};
-        struct buf out = {.limit = r->stdout_cap}, err = {.limit = r->stderr_cap};
-        stream_start(r->stream, &out, &err, r->outputs_cap);
-        supervise_cell(c, r, &out, &err, &m, &o, started);
-        bool alive = !o.reaped;
-        if (alive)
-            o.cpu_after = child_cpu_us(c->pid);
-        write_result(&o, &out, &err, &m, r, oom_kills() > oom_before, alive);
-        free(out.data);
-        free(err.data);
-        free(m.b.data);
-        if (!alive) {
+        const char *why = NULL;
+        int verdict = r->check_length > 0 ? check_cell(r, &why) : CHECK_PASSED;
+        if (verdict == CHECK_REFUSED) {
+            if (!skip_body(r->length))
+                why = "request truncated";
+            else
+                write_refused();
+        } else if (verdict == CHECK_PASSED && !run_cell(c, r, &why) && why == NULL) {
             kill_child(c->pid); /* whatever of its process group is left */
             return 0;
+        }
+        if (why != NULL) {
+            kill_child(c->pid);
+            return fail(why);
         }
         int h = read_header(r);
         if (h == HEADER_EOF) {
@@ -1138,11 +1396,20 @@ static int session(struct child *c, struct request *r) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     /* Keeps same-uid processes (the child) out of /proc/1/{mem,fd,environ}. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
 
+    /* "--policy <rules>": a session's, with a policy checker. It starts
+     * first, so that the child holds none of its pipes (they are
+     * close-on-exec besides), and both interpreters start at once. */
+    if (argc == 3 && strcmp(argv[1], "--policy") == 0) {
+        if (!start_checker(argv[2]))
+            return fail("the policy checker could not be started");
+    } else if (argc != 1) {
+        return fail("usage: supervisor [--policy JSON]");
+    }
     struct child c;
     if (!start_child(&c))
         return fail("the runner process could not be started");
@@ -1150,6 +1417,11 @@ int main(void) {
     if (!wait_ready(&c, &m)) {
         kill_child(c.pid);
         return fail("the runner process failed to start");
+    }
+    if (checker.pid > 0 && !checker_ready()) {
+        kill_child(c.pid);
+        kill_child(checker.pid);
+        return fail("the policy checker failed to start");
     }
     write_frame("ready", m.b.data + m.ready.off, m.ready.len);
 
