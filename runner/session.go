@@ -86,6 +86,9 @@ const (
 	maxTombstones = 4096
 	// sessionOpTimeout bounds the put, get and list ops in the sandbox.
 	sessionOpTimeout = 30 * time.Second
+	// checkerLost is in the supervisor's error messages for a checker that
+	// is gone (TestSharedSession).
+	checkerLost = "policy checker"
 	// cellCheckTimeout is how long the session's checker has to answer a
 	// check request (CHECK_TIMEOUT_MS) before the session ends.
 	cellCheckTimeout = 10 * time.Second
@@ -898,9 +901,11 @@ func (r *Runner) acquireCell(ctx context.Context) (func(), error) {
 // (stream.go).
 func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, check *cellCheck, timeout time.Duration, onEvent func(Event)) (*sessionReply, *Result, error) {
 	header := cellHeader(timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body))
-	msg := append([]byte(withStreamFlag(header, onEvent != nil)), body...)
+	var msg []byte
 	if check != nil {
 		msg = slices.Concat([]byte(withCheckFlag(header, onEvent != nil, len(check.line))), check.line, body)
+	} else {
+		msg = append([]byte(withStreamFlag(header, onEvent != nil)), body...)
 	}
 	em := newEmitter(onEvent)
 	start := time.Now()
@@ -984,7 +989,7 @@ func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, check *
 				return rep, nil, nil
 			case frameError:
 				r.endSession(ctx, s, EndCrashed)
-				if check != nil && bytes.Contains(fe.f.payload, []byte("policy checker")) {
+				if check != nil && bytes.Contains(fe.f.payload, []byte(checkerLost)) {
 					// Killed or stopped by the session's own code, most
 					// likely: the session ends, and the cell says why.
 					res := base

@@ -507,6 +507,11 @@ func TestSharedExitFrame(t *testing.T) {
 func TestSharedSession(t *testing.T) {
 	c := readSource(t, "supervisor/supervisor.c")
 	sameInt(t, c, "INTERRUPT_GRACE_MS", c.cDefine(t, "INTERRUPT_GRACE_MS"), "interruptGrace", interruptGrace.Milliseconds())
+	for _, why := range []string{"the policy checker did not answer", "the policy checker answered out of turn"} {
+		if !strings.Contains(c.text, `"`+why+`"`) || !strings.Contains(why, checkerLost) {
+			t.Errorf("%s: the lost checker's message %q is not there or lacks Go's checkerLost %q", c.path, why, checkerLost)
+		}
+	}
 	if !strings.Contains(c.text, `strncmp(line, "cell ", 5)`) {
 		t.Errorf("%s does not take the %q header of Go's cellHeader", c.path, "cell")
 	}

@@ -320,7 +320,7 @@ class ValidatorDefaultPolicyTest(unittest.TestCase):
         self.defaults = validate.parse_args(["--policy", self.text], checker)
 
     def ask(self, request, defaults):
-        return json.loads(self.validate.handle(json.dumps(request).encode(), checker, defaults))
+        return json.loads(self.validate.dumps(self.validate.handle(json.dumps(request).encode(), checker, defaults)))
 
     def test_default_policy_applies_and_is_named(self):
         import hashlib

@@ -63,10 +63,11 @@ def dumps(obj):
 
 
 def answer(req_id, errors, policy_sha256=None):
+    """The answer to a request, as a dict (dumps makes the frame's text)."""
     out = {"id": req_id, "valid": not errors, "errors": errors}
     if policy_sha256 is not None:
         out["policy_sha256"] = policy_sha256
-    return dumps(out)
+    return out
 
 
 class Defaults:
@@ -127,7 +128,7 @@ def request_id(req):
 
 
 def handle(line, checker, defaults=None):
-    """One request line -> the validation frame's JSON text."""
+    """One request line -> its answer (answer's dict)."""
     req_id = None
     try:
         try:
@@ -206,16 +207,17 @@ def main():
             return 0
         if len(line) > MAX_REQUEST_BYTES and not line.endswith(b"\n"):
             skip_rest_of_line(stdin)
-            text = answer(
+            out = answer(
                 None, internal("request is larger than %d bytes" % MAX_REQUEST_BYTES, "size")
             )
         elif not line.strip():
             continue
         else:
-            text = handle(line, checker, defaults)
+            out = handle(line, checker, defaults)
+        text = dumps(out)
         if not defaults.checker_mode:
             write_frame("validation", text)
-        elif json.loads(text)["valid"]:
+        elif out["valid"]:
             write_frame("pass", text)
         else:
             write_frame("refuse", text)

@@ -938,13 +938,28 @@ static bool start_checker(const char *policy) {
     return set_nonblock(checker.in) && set_nonblock(checker.out);
 }
 
-/* read_exact reads n bytes from the non-blocking fd by the deadline. */
-static bool read_exact(int fd, char *dst, size_t n, int64_t deadline) {
+/* The checker's stdout, read through one buffer so that a frame's header
+ * takes one read, not one per byte. */
+static struct {
+    char data[4096];
+    size_t off, len;
+} cin;
+
+/* checker_read reads n bytes of the checker's stdout by the deadline. */
+static bool checker_read(char *dst, size_t n, int64_t deadline) {
     while (n > 0) {
-        ssize_t got = read(fd, dst, n);
+        if (cin.off < cin.len) {
+            size_t k = cin.len - cin.off < n ? cin.len - cin.off : n;
+            memcpy(dst, cin.data + cin.off, k);
+            cin.off += k;
+            dst += k;
+            n -= k;
+            continue;
+        }
+        ssize_t got = read(checker.out, cin.data, sizeof cin.data);
         if (got > 0) {
-            dst += got;
-            n -= (size_t)got;
+            cin.off = 0;
+            cin.len = (size_t)got;
             continue;
         }
         if (got == 0 || (errno != EINTR && errno != EAGAIN))
@@ -952,7 +967,7 @@ static bool read_exact(int fd, char *dst, size_t n, int64_t deadline) {
         int64_t left = deadline - now_us();
         if (left <= 0)
             return false;
-        struct pollfd pfd = {fd, POLLIN, 0};
+        struct pollfd pfd = {checker.out, POLLIN, 0};
         if (poll(&pfd, 1, (int)((left + 999) / 1000)) < 0 && errno != EINTR)
             return false;
     }
@@ -965,7 +980,7 @@ static bool read_checker_frame(char *kind, size_t kind_cap, int64_t deadline) {
     char line[64];
     size_t have = 0;
     do {
-        if (have == sizeof line - 1 || !read_exact(checker.out, line + have, 1, deadline))
+        if (have == sizeof line - 1 || !checker_read(line + have, 1, deadline))
             return false;
     } while (line[have++] != '\n');
     line[have] = '\0';
@@ -977,7 +992,7 @@ static bool read_checker_frame(char *kind, size_t kind_cap, int64_t deadline) {
     if (d == NULL)
         return false;
     checker.answer = d;
-    if (!read_exact(checker.out, d, (size_t)len + 1, deadline) || d[len] != '\n')
+    if (!checker_read(d, (size_t)len + 1, deadline) || d[len] != '\n')
         return false;
     checker.answer_len = (size_t)len;
     snprintf(kind, kind_cap, "%s", k);
