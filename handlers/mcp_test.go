@@ -10,10 +10,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 
 	"github.com/pyexec/pyexec/internal/dockertest"
 	"github.com/pyexec/pyexec/internal/keys"
+	"github.com/pyexec/pyexec/internal/loadgen"
 	"github.com/pyexec/pyexec/policy"
 	"github.com/pyexec/pyexec/runner"
 )
@@ -520,25 +519,6 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's writes and the test's
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestMCPStdio runs the scenario over `pyexec -mcp-stdio`: the real binary,
 // built here, started by the SDK's CommandTransport on the real engine. Its
 // stdout carries only MCP (the client would fail on anything else), its
@@ -546,21 +526,21 @@ func (b *syncBuffer) String() string {
 func TestMCPStdio(t *testing.T) {
 	cli := dockertest.Require(t)
 	dockertest.Image(t, cli) // the binary finds the image and builds nothing
-	bin := filepath.Join(t.TempDir(), "pyexec")
-	gobin, err := exec.LookPath("go")
+	root, err := dockertest.ModuleRoot()
 	if err != nil {
-		gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		t.Fatal(err)
 	}
 	start := time.Now()
-	if out, err := exec.Command(gobin, "build", "-o", bin, "github.com/pyexec/pyexec/cmd/pyexec").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := loadgen.Build(root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("go build: %v", time.Since(start).Round(time.Millisecond))
 	owner := dockertest.Owner(t)
 	cmd := exec.Command(bin, "-mcp-stdio")
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "API_KEYS_FILE=") }),
 		"SERVICE_ID="+owner, "POOL_SIZE=1", "MAX_WORKERS=2", "MAX_SESSIONS=4", "BUILD_IMAGE=false", "LOG_LEVEL=info")
-	var stderr syncBuffer
+	var stderr loadgen.SyncBuffer
 	cmd.Stderr = &stderr
 	c := mcp.NewClient(&mcp.Implementation{Name: "pyexec-test", Version: "1"}, nil)
 	cs, err := c.Connect(t.Context(), &mcp.CommandTransport{Command: cmd, TerminateDuration: dockertest.Scale(90 * time.Second)}, nil)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pyexec/pyexec/internal/dockertest"
+	"github.com/pyexec/pyexec/internal/loadgen"
 )
 
 // serviceImage is the tag `make service-image` builds.
@@ -89,7 +89,10 @@ func TestServiceImage(t *testing.T) {
 		}
 	})
 
-	port := freePort(t)
+	port, err := loadgen.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	name := "pyexec-svc-" + owner
 	sock := "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
@@ -215,17 +218,6 @@ func dockerOut(t *testing.T, ctx context.Context, args ...string) string {
 		t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out)
-}
-
-// freePort returns a TCP port free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // pemBody is the base64 of the PEM blocks in s, without line breaks, so

@@ -214,24 +214,11 @@ func TestReconcilerRemovesDangling(t *testing.T) {
 // reconciledMetric reads pyexec_reconciler_removed_total{reason} from reg.
 func reconciledMetric(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := metricValue(t, reg, metricReconcilerRemoved, metricLabelReason, reason)
+	if !ok {
+		t.Fatalf("%s{reason=%q} not registered", metricReconcilerRemoved, reason)
 	}
-	for _, f := range families {
-		if f.GetName() != metricReconcilerRemoved {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == metricLabelReason && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("%s{reason=%q} not registered", metricReconcilerRemoved, reason)
-	return 0
+	return v
 }
 
 func TestReconcilerRemovesExpiredOfAnyOwner(t *testing.T) {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,38 +70,6 @@ for fd in (1, 2, 3):
 time.sleep(30)
 `
 
-func buildStreamSupervisor(t *testing.T) string {
-	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		if os.Getenv("PYEXEC_REQUIRE_DOCKER") == "1" {
-			t.Fatal("gcc is needed to test the supervisor")
-		}
-		t.Skip("no gcc")
-	}
-	const python = "/usr/bin/python3"
-	if _, err := os.Stat(python); err != nil {
-		if os.Getenv("PYEXEC_REQUIRE_DOCKER") == "1" {
-			t.Fatal("/usr/bin/python3 is needed to test the supervisor")
-		}
-		t.Skip("no /usr/bin/python3")
-	}
-	dir := t.TempDir()
-	script := filepath.Join(dir, "child.py")
-	if err := os.WriteFile(script, []byte(streamChild), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "supervisor")
-	out, err := exec.Command(gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
-		"-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
-		`-DCHILD_PYTHON="`+python+`"`, `-DCHILD_SCRIPT="`+script+`"`,
-		"-o", bin, supervisorSource).CombinedOutput()
-	if err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // timedFrame is a frame and when it was read.
 type timedFrame struct {
 	frame
@@ -166,7 +132,7 @@ func frameKinds(frames []timedFrame) []string {
 
 func TestSupervisorStream(t *testing.T) {
 	t.Parallel()
-	bin := buildStreamSupervisor(t)
+	bin := buildSupervisor(t, streamChild)
 	const body = `{"code":"x"}`
 	const stdoutCap, outputsCap = 1000, 1000
 	header := requestHeader(5*time.Second, stdoutCap, 1000, outputsCap, len(body))

@@ -165,7 +165,10 @@ for fd in (1, 2, 3):
 time.sleep(30)
 `
 
-func buildSupervisor(t *testing.T) (bin string) {
+// buildSupervisor builds the supervisor with the sanitizers, child as its
+// child's script (run with /usr/bin/python3) and the real validate.py as
+// its checker.
+func buildSupervisor(t *testing.T, child string) (bin string) {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
@@ -183,7 +186,7 @@ func buildSupervisor(t *testing.T) (bin string) {
 	}
 	dir := t.TempDir()
 	script := filepath.Join(dir, "child.py")
-	if err := os.WriteFile(script, []byte(fakeChild), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(child), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bin = filepath.Join(dir, "supervisor")
@@ -293,7 +296,7 @@ func kinds(frames []frame) []string {
 
 func TestSupervisorWithFakeChild(t *testing.T) {
 	t.Parallel()
-	bin := buildSupervisor(t)
+	bin := buildSupervisor(t, fakeChild)
 	const body = `{"code":"print(1)"}`
 	for _, tc := range []struct {
 		mode      string
@@ -379,7 +382,7 @@ func TestSupervisorWithFakeChild(t *testing.T) {
 // ends in one error frame and nothing else.
 func TestSupervisorRefuses(t *testing.T) {
 	t.Parallel()
-	bin := buildSupervisor(t)
+	bin := buildSupervisor(t, fakeChild)
 	for _, tc := range []struct {
 		name, mode, stdin, message string
 	}{
@@ -456,7 +459,7 @@ func sessionCells(t *testing.T, frames []frame) []cellResult {
 // exits, outputs over the cap, and the end of stdin between cells.
 func TestSupervisorSession(t *testing.T) {
 	t.Parallel()
-	bin := buildSupervisor(t)
+	bin := buildSupervisor(t, fakeChild)
 
 	t.Run("cells in a row", func(t *testing.T) {
 		t.Parallel()
@@ -616,7 +619,7 @@ func checkedCell(t *testing.T, id, code, do string) string {
 // gone or a check that cannot be read ends the session with an error.
 func TestSupervisorChecker(t *testing.T) {
 	t.Parallel()
-	bin := buildSupervisor(t)
+	bin := buildSupervisor(t, fakeChild)
 	rules, err := json.Marshal(policy.Default())
 	if err != nil {
 		t.Fatal(err)

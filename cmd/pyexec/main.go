@@ -206,36 +206,41 @@ func newService(cfg Config, log *logrus.Logger, cli *client.Client, builder *ima
 		return nil, err
 	}
 
-	var sessions handlers.SessionRunner
-	if cfg.MaxSessions > 0 {
-		sessions = rn
-	}
 	if s.keys, err = openKeys(cfg, log); err != nil { // keys.go
 		return nil, err
 	}
-	s.handler = handlers.New(handlers.Options{
+	o := executionOptions(cfg, rn, log)
+	o.Health = s.health
+	o.Settings = cfg.fields()
+	o.ServiceID = cfg.ServiceID
+	o.Registerer, o.Gatherer = reg, reg
+	o.AdminToken = cfg.AdminToken
+	o.Images = builder
+	// Admin switches go through the healer, which remembers the packages
+	// of the image in use, to rebuild it with them.
+	o.Switcher = adminSwitcher{Runner: rn, healer: s.healer}
+	o.AllowedPackages = cfg.AdminPackages
+	o.Keys = s.keys
+	s.handler = handlers.New(o)
+	return s, nil
+}
+
+// executionOptions are the handlers' options for running code, which the
+// HTTP API and MCP over stdio share: the runner, sessions unless
+// MAX_SESSIONS is 0, the input and timeout limits.
+func executionOptions(cfg Config, rn *runner.Runner, log *logrus.Logger) handlers.Options {
+	o := handlers.Options{
 		Runner:         rn,
-		Sessions:       sessions,
 		MaxInputFiles:  cfg.MaxInputFiles,
 		MaxInputBytes:  cfg.MaxInputBytes,
 		Logger:         log,
 		DefaultTimeout: cfg.Timeout,
 		MaxTimeout:     cfg.MaxTimeout,
-		Health:         s.health,
-		Settings:       cfg.fields(),
-		ServiceID:      cfg.ServiceID,
-
-		Registerer: reg,
-		Gatherer:   reg,
-		AdminToken: cfg.AdminToken,
-		Images:     builder,
-		// Admin switches go through the healer, which remembers the
-		// packages of the image in use, to rebuild it with them.
-		Switcher:        adminSwitcher{Runner: rn, healer: s.healer},
-		AllowedPackages: cfg.AdminPackages,
-		Keys:            s.keys,
-	})
-	return s, nil
+	}
+	if cfg.MaxSessions > 0 {
+		o.Sessions = rn
+	}
+	return o
 }
 
 // adminSwitcher is the runner as the admin endpoints see it, with image

@@ -39,19 +39,7 @@ func serveMCPStdio(ctx context.Context, cfg Config, log *logrus.Logger, svc *ser
 	os.Stdout = os.Stderr
 	log.SetOutput(os.Stderr)
 
-	var sessions handlers.SessionRunner
-	if cfg.MaxSessions > 0 {
-		sessions = svc.rn
-	}
-	srv := handlers.NewMCPServer(handlers.Options{
-		Runner:         svc.rn,
-		Sessions:       sessions,
-		MaxInputFiles:  cfg.MaxInputFiles,
-		MaxInputBytes:  cfg.MaxInputBytes,
-		Logger:         log,
-		DefaultTimeout: cfg.Timeout,
-		MaxTimeout:     cfg.MaxTimeout,
-	})
+	srv := handlers.NewMCPServer(executionOptions(cfg, svc.rn, log)) // main.go
 	log.Info("serving MCP over stdio")
 	err := srv.Run(ctx, &mcp.IOTransport{
 		Reader:        os.Stdin,
