@@ -152,6 +152,13 @@ func logRequest(r *http.Request, req runner.Request) {
 	}
 }
 
+// wholeMS is d in the nearest whole milliseconds, as execution_time gives
+// it. Cutting the fraction off instead made every execution look 0.5 ms
+// shorter on average than the sandbox measured (in microseconds).
+func wholeMS(d time.Duration) int64 {
+	return d.Round(time.Millisecond).Milliseconds()
+}
+
 // executeBody is the answer of an execution that ran (or was refused by the
 // pre-check): /execute's, and a session cell's without its session.
 func (h *handler) executeBody(w http.ResponseWriter, r *http.Request, res runner.Result, start time.Time) executeResponse {
@@ -161,7 +168,8 @@ func (h *handler) executeBody(w http.ResponseWriter, r *http.Request, res runner
 	}
 	h.countExecution(outcome)
 	addLogField(r.Context(), "outcome", outcome)
-	addLogField(r.Context(), "exec_ms", res.ExecutionTime.Milliseconds())
+	execMS := wholeMS(res.ExecutionTime)
+	addLogField(r.Context(), "exec_ms", execMS)
 	addLogField(r.Context(), "stdout_bytes", res.StdoutBytes)
 	addLogField(r.Context(), "stderr_bytes", res.StderrBytes)
 	if res.Image != "" {
@@ -172,7 +180,7 @@ func (h *handler) executeBody(w http.ResponseWriter, r *http.Request, res runner
 	}
 	resp := executeResponse{
 		Status:        res.Status,
-		ExecutionTime: res.ExecutionTime.Milliseconds(),
+		ExecutionTime: execMS,
 		Output: outputBody{
 			Stdout:          res.Stdout,
 			Stderr:          res.Stderr,

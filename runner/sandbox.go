@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
@@ -47,7 +46,7 @@ type sandbox struct {
 
 	// quit is closed by discard; it releases a frame reader nobody listens to.
 	quit chan struct{}
-	// done is closed when the demux and frame goroutines have both ended.
+	// done is closed when the goroutine reading the stream (readFrames) has ended.
 	done chan struct{}
 	// streamEnd is closed when the attach stream has ended: the container
 	// exited (or the connection was closed). nil until attached.
@@ -175,22 +174,13 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 	return sb, nil
 }
 
-// readFrames starts the goroutines that demultiplex the attach stream and
-// parse frames. Both end when the stream ends (the container exits or the
-// connection is closed by discard).
+// readFrames starts the goroutine that demultiplexes the attach stream and
+// parses the frames in it. It ends when the stream ends (the container
+// exits or the connection is closed by discard).
 func (r *Runner) readFrames(sb *sandbox) {
-	pr, pw := io.Pipe()
-	var wg sync.WaitGroup // the two readers, for sb.done
-	wg.Add(2)
 	sb.streamEnd = make(chan struct{})
 	r.goroutines.Go(func() {
-		defer wg.Done()
-		_, err := stdcopy.StdCopy(pw, sb.stderr, sb.conn.Reader)
-		close(sb.streamEnd)
-		pw.CloseWithError(err) // nil err closes with io.EOF
-	})
-	r.goroutines.Go(func() {
-		defer wg.Done()
+		defer close(sb.done)
 		defer close(sb.frames)
 		send := func(fe frameOrErr) bool {
 			select {
@@ -200,23 +190,29 @@ func (r *Runner) readFrames(sb *sandbox) {
 				return false
 			}
 		}
-		fr := newFrameReader(pr, r.opts.MaxOutputsBytes+4*r.opts.MaxStreamBytes+maxReportBytes)
+		ar := &attachReader{r: sb.conn.Reader, stderr: sb.stderr}
+		// drain reads what is left of the stream, so that its end is seen.
+		drain := func() {
+			_, _ = io.Copy(io.Discard, ar)
+			close(sb.streamEnd)
+		}
+		fr := newFrameReader(ar, r.opts.MaxOutputsBytes+4*r.opts.MaxStreamBytes+maxReportBytes)
 		for {
 			f, err := fr.next()
-			if err != nil {
+			switch {
+			case err != nil && ar.err != nil:
+				close(sb.streamEnd) // the stream itself ended
 				send(frameOrErr{err: err})
-				_, _ = io.Copy(io.Discard, pr) // let the demuxer finish
 				return
-			}
-			if !send(frameOrErr{f: f}) {
-				_, _ = io.Copy(io.Discard, pr)
+			case err != nil:
+				send(frameOrErr{err: err}) // a malformed frame
+				drain()
+				return
+			case !send(frameOrErr{f: f}):
+				drain()
 				return
 			}
 		}
-	})
-	r.goroutines.Go(func() {
-		wg.Wait()
-		close(sb.done)
 	})
 }
 
