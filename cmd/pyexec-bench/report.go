@@ -248,6 +248,9 @@ func printReport(w io.Writer, r *report) {
 					p.Workload, fmtMS(float64(p.OverExecMSP50)))
 			}
 		}
+		if line := floorLine(r.Phases); line != "" {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
 	}
 
 	s := r.Service

@@ -258,7 +258,7 @@ func run(ctx context.Context, o *options) int {
 		}
 	}
 	if o.sessions && ctx.Err() == nil {
-		sessionPhases(ctx, o, rep, svc, rss)
+		sessionPhases(ctx, o, rep, svc, nv, rss)
 	}
 	if rss != nil {
 		rss.mu.Lock()

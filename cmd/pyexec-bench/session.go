@@ -202,8 +202,9 @@ func (s *service) closeSessions(ctx context.Context, o *options, rep *report, id
 // sessionPhases measures the session workload: at the low rate on one
 // session (print(1), then the sine cell), then at saturation with one
 // session per client (the sine cell). Sessions are warmed up untimed and
-// deleted at the end.
-func sessionPhases(ctx context.Context, o *options, rep *report, svc *service, rss *rssSampler) {
+// deleted at the end. Between the two, the floors of a cell at the same low
+// rate (floors.go; the attach floor needs the naive path, nv).
+func sessionPhases(ctx context.Context, o *options, rep *report, svc *service, nv *naive, rss *rssSampler) {
 	conc := rep.Concurrency
 	o.progress("session  setup       1 session, warm-up cell")
 	ids, err := svc.openSessions(ctx, 1, o.reqTimeout)
@@ -230,6 +231,10 @@ func sessionPhases(ctx context.Context, o *options, rep *report, svc *service, r
 		rep.Phases = append(rep.Phases, res)
 	}
 	svc.closeSessions(ctx, o, rep, ids)
+	if ctx.Err() != nil {
+		return
+	}
+	floorPhases(ctx, o, rep, svc, nv)
 	if ctx.Err() != nil {
 		return
 	}
