@@ -17,9 +17,11 @@
 //
 // Then (-sessions) it measures session cells: on one session, after an
 // untimed warm-up cell importing numpy and matplotlib, print(1) and the
-// sine-wave plot at the low rate; then the sine cell at saturation with one
-// warmed-up session per client. It prints issue 12's session targets and
-// whether they are met (report only), and deletes the sessions.
+// sine-wave plot at the low rate; then the floors of a cell at the same
+// rate (GET /livez alone, and a line through a cat container's attach stream
+// and back: floors.go); then the sine cell at saturation with one warmed-up
+// session per client. It prints issue 12's session targets and whether they
+// are met (report only), and deletes the sessions.
 //
 // The naive path uses the service's image (or -image) and limits, and
 // runner/hostconfig.go's hardening (runner/seccomp's profile included),

@@ -244,7 +244,7 @@ func printReport(w io.Writer, r *report) {
 		_ = tw.Flush()
 		for _, p := range r.Phases {
 			if p.Target == "session" && p.Phase == "low-rate" && !math.IsNaN(float64(p.OverExecMSP50)) {
-				fmt.Fprintf(w, "  %s: per cell, latency minus its own execution_time, p50 %s ms (execution_time is whole ms)\n",
+				fmt.Fprintf(w, "  %s: per cell, latency minus its own execution_time, p50 %s ms (execution_time is to the nearest ms)\n",
 					p.Workload, fmtMS(float64(p.OverExecMSP50)))
 			}
 		}
