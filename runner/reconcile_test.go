@@ -187,6 +187,7 @@ func TestReconcilerRemovesDangling(t *testing.T) {
 	}
 
 	removedBefore := r.metrics.removed.Load()
+	expiredBefore := r.metrics.reconciled[reasonExpired].Load()
 	rec.grace = time.Second
 	dockertest.WaitFor(t, "the dangling container to be removed", 10*time.Second, func() bool {
 		if _, err := rec.once(t.Context()); err != nil {
@@ -197,17 +198,17 @@ func TestReconcilerRemovesDangling(t *testing.T) {
 	if n := r.metrics.reconciled[reasonDangling].Load(); n != 1 {
 		t.Errorf("dangling removals counted %d, want 1", n)
 	}
-	if n := r.metrics.reconciled[reasonExpired].Load(); n != 0 {
-		t.Errorf("expired removals counted %d, want 0", n)
-	}
-	for reason, want := range map[string]float64{reasonDangling: 1, reasonExpired: 0} {
+	// Expired containers of other tests on the engine are any reconciler's
+	// to remove (TestReconcilerRemovesExpiredOfAnyOwner): this one may
+	// count some, and the metric must agree with the count.
+	expired := r.metrics.reconciled[reasonExpired].Load()
+	for reason, want := range map[string]float64{reasonDangling: 1, reasonExpired: float64(expired)} {
 		if got := reconciledMetric(t, reg, reason); got != want {
 			t.Errorf("%s{reason=%q} = %v, want %v", metricReconcilerRemoved, reason, got, want)
 		}
 	}
-	if r.metrics.removed.Load() != removedBefore+1 {
-		t.Errorf("containers removed %d, want %d: the reconciler must remove through Runner.remove",
-			r.metrics.removed.Load(), removedBefore+1)
+	if got := r.metrics.removed.Load() - removedBefore - (expired - expiredBefore); got != 1 {
+		t.Errorf("containers removed besides expired ones: %d, want 1: the reconciler must remove through Runner.remove", got)
 	}
 }
 
@@ -221,8 +222,11 @@ func reconciledMetric(t *testing.T, reg *prometheus.Registry, reason string) flo
 	return v
 }
 
+// Not parallel: its expired container is any reconciler's to remove, and
+// the package's other reconciler tests, which run in parallel once this one
+// is done, count what theirs remove (a dangling test's once counted it as
+// expired in CI).
 func TestReconcilerRemovesExpiredOfAnyOwner(t *testing.T) {
-	t.Parallel()
 	cli := dockertest.Require(t)
 	r := newReconcileRunner(t, cli, dockertest.Owner(t), nil)
 	otherOwner := dockertest.Owner(t)
@@ -296,7 +300,9 @@ func TestReconcilerKeepsTracked(t *testing.T) {
 		t.Fatalf("execution under the reconciler: %v %q %q %+v", out.err, out.res.Status, out.res.Stdout, out.res.Error)
 	}
 	for reason, n := range r.metrics.reconciled {
-		if n.Load() != 0 {
+		// Expired containers of other tests on the engine are any
+		// reconciler's to remove; none of this runner's is expired.
+		if n.Load() != 0 && reason != reasonExpired {
 			t.Errorf("%s removals counted %d, want 0", reason, n.Load())
 		}
 	}
