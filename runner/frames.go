@@ -3,7 +3,6 @@ package runner
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -92,88 +91,4 @@ func (fr *frameReader) next() (frame, error) {
 		return frame{}, fmt.Errorf("%w: %s frame not terminated", errProtocol, fields[1])
 	}
 	return frame{kind: string(fields[1]), payload: payload[:n]}, nil
-}
-
-// The attach stream's own framing (the engine's, for a container without a
-// TTY: moby's stdcopy): an 8-byte header, [stream, 0, 0, 0, size (big
-// endian uint32)], then size bytes.
-const (
-	attachHeaderBytes = 8
-	attachStdin       = 0
-	attachStdout      = 1
-	attachStderr      = 2
-	attachSystemErr   = 3 // the engine's own error, ending the stream
-	// maxSystemErrBytes bounds how much of an engine error is kept.
-	maxSystemErrBytes = 4 << 10
-)
-
-// attachReader reads the stdout of an attach stream, writing what arrives
-// on stderr to stderr as it goes: stdcopy.StdCopy's demultiplexing as a
-// Reader, so that one goroutine reads both the stream and the frames in it
-// (with StdCopy into an io.Pipe, each chunk was handed from one goroutine
-// to another). err keeps the error that ended the underlying stream.
-type attachReader struct {
-	r      io.Reader
-	stderr io.Writer
-	left   int // bytes of the current stdout block not read yet
-	header [attachHeaderBytes]byte
-	err    error
-}
-
-func (a *attachReader) Read(p []byte) (int, error) {
-	if a.err != nil {
-		return 0, a.err
-	}
-	for a.left == 0 {
-		if err := a.nextBlock(); err != nil {
-			a.err = err
-			return 0, err
-		}
-	}
-	if len(p) > a.left {
-		p = p[:a.left]
-	}
-	n, err := a.r.Read(p)
-	a.left -= n
-	switch {
-	case err == io.EOF && a.left == 0:
-		err = nil // the block is whole: the next header read sees the end
-	case err != nil:
-		a.err = noEOF(err)
-		err = a.err
-	}
-	return n, err
-}
-
-// nextBlock reads a block header, and a stderr block whole.
-func (a *attachReader) nextBlock() error {
-	if _, err := io.ReadFull(a.r, a.header[:]); err != nil {
-		return err // io.EOF between blocks: the stream's clean end
-	}
-	size := int64(binary.BigEndian.Uint32(a.header[4:]))
-	switch a.header[0] {
-	case attachStdin, attachStdout:
-		a.left = int(size)
-	case attachStderr:
-		if _, err := io.CopyN(a.stderr, a.r, size); err != nil {
-			return noEOF(err)
-		}
-	case attachSystemErr:
-		var msg bytes.Buffer
-		if _, err := io.CopyN(&msg, a.r, min(size, maxSystemErrBytes)); err != nil {
-			return noEOF(err)
-		}
-		return fmt.Errorf("error from daemon in stream: %s", msg.String())
-	default:
-		return fmt.Errorf("unrecognized attach stream %d", a.header[0])
-	}
-	return nil
-}
-
-// noEOF turns the end of a stream inside a block into ErrUnexpectedEOF.
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
+	"github.com/pyexec/pyexec/internal/engine"
 	"github.com/pyexec/pyexec/internal/logctx"
 )
 
@@ -190,7 +191,7 @@ func (r *Runner) readFrames(sb *sandbox) {
 				return false
 			}
 		}
-		ar := &attachReader{r: sb.conn.Reader, stderr: sb.stderr}
+		ar := engine.NewAttachReader(sb.conn.Reader, sb.stderr)
 		// drain reads what is left of the stream, so that its end is seen.
 		drain := func() {
 			_, _ = io.Copy(io.Discard, ar)
@@ -200,7 +201,7 @@ func (r *Runner) readFrames(sb *sandbox) {
 		for {
 			f, err := fr.next()
 			switch {
-			case err != nil && ar.err != nil:
+			case err != nil && ar.Ended() != nil:
 				close(sb.streamEnd) // the stream itself ended
 				send(frameOrErr{err: err})
 				return

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -13,6 +12,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/pyexec/pyexec/internal/engine"
 )
 
 // The floors of a session cell, measured at the session phases' low rate:
@@ -92,10 +93,11 @@ func (s *service) livez(ctx context.Context) outcome {
 // session's sandbox has (the naive path's image and hardening, logs off as
 // in the service).
 type attachEcho struct {
-	n    *naive
-	id   string
-	conn client.HijackedResponse
-	busy chan struct{} // one round trip at a time on the stream
+	n      *naive
+	id     string
+	conn   client.HijackedResponse
+	stdout *engine.AttachReader // the stream's stdout (stderr dropped)
+	busy   chan struct{}        // one round trip at a time on the stream
 }
 
 // echoLine is what each round trip writes and expects back.
@@ -123,6 +125,7 @@ func (n *naive) startEcho(ctx context.Context) (*attachEcho, error) {
 		return nil, fmt.Errorf("attach: %w (%v)", err, e.close(ctx))
 	}
 	e.conn = hj.HijackedResponse
+	e.stdout = engine.NewAttachReader(hj.Reader, io.Discard)
 	if _, err := n.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return nil, fmt.Errorf("start: %w (%v)", err, e.close(ctx))
 	}
@@ -149,43 +152,14 @@ func (e *attachEcho) roundTrip(ctx context.Context) outcome {
 	if _, err := e.conn.Conn.Write(echoLine); err != nil {
 		return fail("write", err)
 	}
-	got, err := readStdout(e.conn.Reader, len(echoLine))
-	if err != nil {
+	got := make([]byte, len(echoLine))
+	if _, err := io.ReadFull(e.stdout, got); err != nil {
 		return fail("read", err)
 	}
 	if !bytes.Equal(got, echoLine) {
 		return fail("check", fmt.Errorf("read back %q, want %q", got, echoLine))
 	}
 	return outcome{latency: time.Since(start), ok: true}
-}
-
-// readStdout reads n bytes of stdout from an attach stream (moby's stdcopy
-// framing: an 8-byte header, stream and big-endian size, then the bytes),
-// skipping stderr blocks.
-func readStdout(r io.Reader, n int) ([]byte, error) {
-	var out []byte
-	var header [8]byte
-	for len(out) < n {
-		if _, err := io.ReadFull(r, header[:]); err != nil {
-			return out, err
-		}
-		size := int64(binary.BigEndian.Uint32(header[4:]))
-		if header[0] != 1 || len(out)+int(size) > n {
-			if _, err := io.CopyN(io.Discard, r, size); err != nil {
-				return out, err
-			}
-			if header[0] == 1 {
-				return out, fmt.Errorf("%d bytes of stdout, more than the %d expected", size, n)
-			}
-			continue
-		}
-		block := make([]byte, size)
-		if _, err := io.ReadFull(r, block); err != nil {
-			return out, err
-		}
-		out = append(out, block...)
-	}
-	return out, nil
 }
 
 func (e *attachEcho) close(ctx context.Context) error {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/pyexec/pyexec/internal/engine"
 )
 
 // attachBlock is one block of an attach stream (stdcopy's framing).
@@ -15,16 +17,24 @@ func attachBlock(stream byte, payload string) []byte {
 	return append(b, payload...)
 }
 
-func TestReadStdout(t *testing.T) {
+// TestEchoRead: the attach floor reads its line back through
+// engine.AttachReader, as roundTrip does: stderr skipped, a line split over
+// blocks joined, a reply that is not the line seen as one, a cut stream an
+// error.
+func TestEchoRead(t *testing.T) {
+	read := func(stream []byte) (string, error) {
+		got := make([]byte, len(echoLine))
+		_, err := io.ReadFull(engine.NewAttachReader(bytes.NewReader(stream), io.Discard), got)
+		return string(got), err
+	}
 	stream := bytes.Join([][]byte{attachBlock(2, "warning"), attachBlock(1, "x"), attachBlock(1, "\n")}, nil)
-	got, err := readStdout(bytes.NewReader(stream), 2)
-	if err != nil || string(got) != "x\n" {
-		t.Fatalf("readStdout = %q, %v; want \"x\\n\" (stderr skipped, two blocks joined)", got, err)
+	if got, err := read(stream); err != nil || got != string(echoLine) {
+		t.Fatalf("read %q, %v; want %q (stderr skipped, two blocks joined)", got, err, echoLine)
 	}
-	if _, err := readStdout(bytes.NewReader(attachBlock(1, "xyz")), 2); err == nil || !strings.Contains(err.Error(), "more than") {
-		t.Errorf("too much stdout: %v", err)
+	if got, err := read(attachBlock(1, "xyz")); err != nil || got == string(echoLine) {
+		t.Errorf("another reply read as %q, %v: roundTrip would take it for the line", got, err)
 	}
-	if _, err := readStdout(bytes.NewReader(attachBlock(1, "x")[:6]), 2); err != io.ErrUnexpectedEOF {
+	if _, err := read(attachBlock(1, "x")[:6]); err != io.ErrUnexpectedEOF {
 		t.Errorf("a cut header: %v, want io.ErrUnexpectedEOF", err)
 	}
 }

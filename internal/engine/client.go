@@ -9,6 +9,9 @@
 // certificate must chain to the given CA alone (not the system roots), and
 // pyexec presents a client certificate. There is no insecure mode.
 //
+// It also reads the engine's attach streams (attach.go): the stdout and
+// stderr of a container without a TTY, told apart.
+//
 // The package reads no environment: cmd/pyexec fills Settings.
 package engine
 
