@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -445,5 +446,46 @@ func TestSessionsHTTP(t *testing.T) {
 		if rec.Code != 404 || errorCode(t, rec) != "session_not_found" || !strings.Contains(rec.Body.String(), "deleted") {
 			t.Errorf("%s after DELETE: %d %s", req[0], rec.Code, rec.Body)
 		}
+	}
+}
+
+// TestSessionClientLeaves: a client that gives up on a session cell (its
+// HTTP request is cancelled) interrupts the cell, as a notebook's interrupt
+// does, instead of holding the session until the cell's time limit; the
+// session keeps its state and takes the next cell at once.
+func TestSessionClientLeaves(t *testing.T) {
+	h, _ := realSessionRouter(t, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	rec := do(h, http.MethodPost, "/sessions", "application/json", `{}`)
+	var created sessionCreated
+	if rec.Code != http.StatusCreated || json.Unmarshal(rec.Body.Bytes(), &created) != nil {
+		t.Fatalf("POST /sessions: %d %s", rec.Code, rec.Body)
+	}
+	base := "/sessions/" + created.ID
+	if rec := do(h, http.MethodPost, base+"/execute", "application/json", `{"code": "x = 41"}`); rec.Code != 200 {
+		t.Fatalf("x = 41: %d %s", rec.Code, rec.Body)
+	}
+
+	impatient := &http.Client{Timeout: 700 * time.Millisecond}
+	start := time.Now()
+	resp, err := impatient.Post(srv.URL+base+"/execute", "application/json",
+		strings.NewReader(`{"code": "n = 0\nwhile True:\n    n += 1", "timeout": 60}`))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("the endless cell answered %d", resp.StatusCode)
+	}
+	// The cell is interrupted when the client leaves, not at its 60 s limit.
+	dockertest.WaitFor(t, "the session idle again", dockertest.Scale(3*time.Second), func() bool {
+		rec := do(h, http.MethodGet, base, "", "")
+		var info sessionBody
+		return rec.Code == 200 && json.Unmarshal(rec.Body.Bytes(), &info) == nil && info.State == runner.SessionStateIdle
+	})
+	t.Logf("idle again %v after the request", time.Since(start))
+	rec = do(h, http.MethodPost, base+"/execute", "application/json", `{"code": "x + 1, n > 0"}`)
+	var out sessionExecuteResponse
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &out) != nil || out.Output.Result == nil ||
+		out.Output.Result.Repr != "(42, True)" || out.Session.Ended {
+		t.Fatalf("after the interrupted cell: %d %.500s", rec.Code, rec.Body)
 	}
 }

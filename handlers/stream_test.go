@@ -378,16 +378,16 @@ func TestStreamSession(t *testing.T) {
 		t.Errorf("streamed cell after a plain one: %q / %q", body.Output.Stdout, texts(events, "stdout"))
 	}
 
-	// A client that leaves: as without streaming, the cell runs on to its
-	// end (a session's cell is not cancelled by its request), and the
-	// session stays usable.
-	_, events = streamCall(t, ctx, url, map[string]any{"code": "import time\nfor i in range(10): print(i, flush=True); time.sleep(0.1)"},
+	// A client that leaves: as without streaming, the cell is interrupted
+	// (a KeyboardInterrupt) instead of running on for its 10 s, and the
+	// session stays usable with its state.
+	_, events = streamCall(t, ctx, url, map[string]any{"code": "import time\nfor i in range(100): print(i, flush=True); time.sleep(0.1)"},
 		func(ev sseEvent) bool { return ev.name != "stdout" })
 	if len(events) == 0 {
 		t.Fatal("no event before leaving")
 	}
-	resp, plain = post(t, url, map[string]any{"code": "print(i, x)"})
-	if resp.StatusCode != http.StatusOK || plain["output"].(map[string]any)["stdout"] != "9 42\n" {
+	resp, plain = post(t, url, map[string]any{"code": "print(i < 99, x)"})
+	if resp.StatusCode != http.StatusOK || plain["output"].(map[string]any)["stdout"] != "True 42\n" {
 		t.Errorf("after the client left: %d %v", resp.StatusCode, plain)
 	}
 }

@@ -174,10 +174,13 @@ const (
 
 // Reasons a session ended (SessionInfo.EndReason, SessionState.EndReason).
 const (
-	EndDeleted     = "deleted"
-	EndExpired     = "expired"
-	EndIdle        = "idle"
-	EndTimeout     = "timeout"
+	EndDeleted = "deleted"
+	EndExpired = "expired"
+	EndIdle    = "idle"
+	EndTimeout = "timeout"
+	// EndInterrupted: a cell's request was cancelled (its client left) and
+	// its code did not stop when interrupted.
+	EndInterrupted = "interrupted"
 	EndOutOfMemory = "out_of_memory"
 	EndCrashed     = "crashed"
 	EndEngine      = "engine"
@@ -190,6 +193,7 @@ var endMessages = map[string]string{
 	EndExpired:     "the session reached its maximum lifetime and was ended",
 	EndIdle:        "the session was idle longer than its idle timeout and was ended",
 	EndTimeout:     "the session was ended: its code did not stop when interrupted at the time limit",
+	EndInterrupted: "the session was ended: its code did not stop when interrupted after its request was cancelled",
 	EndOutOfMemory: "the session ran out of memory and was ended",
 	EndCrashed:     "the session's process ended unexpectedly",
 	EndEngine:      "the session's container was lost",
@@ -332,6 +336,12 @@ func wireFiles(fs []File) []wireFile {
 	}
 	return out
 }
+
+// controlInterrupt is the line sent to a session's supervisor while a cell
+// runs whose request was cancelled: it interrupts the cell as its deadline
+// would (supervisor.c, "control"); a late one, after the cell ended, is
+// skipped.
+const controlInterrupt = "interrupt\n"
 
 // cellHeader is the line before a session request's body (requestHeader's
 // fields, op "cell").
@@ -895,11 +905,20 @@ func (r *Runner) acquireCell(ctx context.Context) (func(), error) {
 // roundTrip sends one op to the session's sandbox and reads its frames up
 // to the exit frame. The caller holds the turn. It returns a Result instead
 // (res not nil) when the op did not end with an exit frame: killed at the
-// outer deadline, or the sandbox ended; the session has ended then. A
-// cancelled ctx does not stop the op: the sandbox answers within the
-// deadline, and the session stays usable. With onEvent, the op streams
-// (stream.go).
-func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, check *cellCheck, timeout time.Duration, onEvent func(Event)) (*sessionReply, *Result, error) {
+// outer deadline, or the sandbox ended; the session has ended then. With
+// onEvent, the op streams (stream.go).
+//
+// When ctx is cancelled (the client left), a cell that runs the user's code
+// (interruptible) is interrupted as at its deadline: a KeyboardInterrupt,
+// and the session lives on if the code stops within the grace. The op
+// itself still runs to its exit frame, so that the stream stays in step: a
+// file op ends on its own within its short deadline.
+func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, check *cellCheck, timeout time.Duration, interruptible bool, onEvent func(Event)) (*sessionReply, *Result, error) {
+	cancelled := ctx.Done()
+	if !interruptible {
+		cancelled = nil
+	}
+	ctx = context.WithoutCancel(ctx) // the engine calls below outlive the client
 	header := cellHeader(timeout, r.opts.MaxStreamBytes, r.opts.MaxStreamBytes, r.opts.MaxOutputsBytes, len(body))
 	var msg []byte
 	if check != nil {
@@ -1003,6 +1022,10 @@ func (r *Runner) roundTrip(ctx context.Context, s *session, body []byte, check *
 					return nil, nil, fmt.Errorf("%w: unexpected %q frame", errProtocol, fe.f.kind)
 				}
 			}
+		case <-cancelled:
+			cancelled = nil
+			// A write error shows as the stream's end.
+			_, _ = s.sb.conn.Conn.Write([]byte(controlInterrupt))
 		case <-engineCheck.C:
 			if err := r.engineAnswers(ctx); err != nil {
 				return ended(Result{}, err)
@@ -1027,7 +1050,7 @@ func (r *Runner) fileOp(ctx context.Context, s *session, wc wireCell) (Outputs, 
 	if err != nil {
 		return Outputs{}, fmt.Errorf("encode %s: %w", wc.Op, err)
 	}
-	rep, res, err := r.roundTrip(ctx, s, body, nil, sessionOpTimeout, nil)
+	rep, res, err := r.roundTrip(ctx, s, body, nil, sessionOpTimeout, false, nil)
 	if err != nil {
 		return Outputs{}, err
 	}
@@ -1223,7 +1246,7 @@ func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, err
 		}
 		check = &cellCheck{id: id, line: line, policySum: s.policySum}
 	}
-	rep, res, err := r.roundTrip(ctx, s, body, check, req.Timeout, req.OnEvent)
+	rep, res, err := r.roundTrip(ctx, s, body, check, req.Timeout, true, req.OnEvent)
 	if err != nil {
 		return Result{}, err
 	}
@@ -1239,6 +1262,8 @@ func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, err
 			switch {
 			case rep.exit.TimedOut:
 				reason = EndTimeout
+			case rep.exit.Interrupted && !rep.exit.OOMKilled && res.Status != StatusOutOfMemory:
+				reason = EndInterrupted
 			case res.Status == StatusOutOfMemory || rep.exit.OOMKilled:
 				reason = EndOutOfMemory
 			}

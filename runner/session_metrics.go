@@ -26,7 +26,7 @@ var cellOutcomes = []string{CellOutcomeSuccess, CellOutcomeError, CellOutcomeTim
 
 // endReasons are every value of the reason label of
 // pyexec_sessions_ended_total (the End* reasons).
-var endReasons = []string{EndDeleted, EndExpired, EndIdle, EndTimeout, EndOutOfMemory, EndCrashed, EndEngine, EndShutdown}
+var endReasons = []string{EndDeleted, EndExpired, EndIdle, EndTimeout, EndInterrupted, EndOutOfMemory, EndCrashed, EndEngine, EndShutdown}
 
 // SessionCount is the number of live sessions.
 func (r *Runner) SessionCount() int { return r.sessions.count() }

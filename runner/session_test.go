@@ -267,6 +267,52 @@ func TestSessionTimeout(t *testing.T) {
 	e.noContainers(t, "after the session ended")
 }
 
+// TestSessionCellCancelled: a cell whose request is cancelled (its client
+// left) is interrupted at once, as at its deadline, instead of running on
+// to it: Python code stops and the session lives on with its state; code
+// that does not stop (one C call) ends the session, reason "interrupted".
+func TestSessionCellCancelled(t *testing.T) {
+	e := newEnv(t, strict)
+	id := e.newSession(t)
+	ok(t, e.cell(t, id, "x = 41"))
+	const limit = 60 * time.Second
+	const cancelAfter = 500 * time.Millisecond
+	run := func(code string) (runner.Result, time.Duration) {
+		ctx, cancel := context.WithCancel(t.Context())
+		timer := time.AfterFunc(cancelAfter, cancel)
+		defer timer.Stop()
+		start := time.Now()
+		res, err := e.r.RunInSession(ctx, id, runner.Request{Code: code, Timeout: limit})
+		if err != nil {
+			t.Fatalf("%q: %v", code, err)
+		}
+		return res, time.Since(start)
+	}
+
+	res, took := run("n = 0\nwhile True:\n    n += 1\n")
+	if res.Status != runner.StatusError || res.Error == nil || res.Error.Type != "KeyboardInterrupt" ||
+		res.Session.Ended || took > cancelAfter+dockertest.Scale(2*time.Second) {
+		t.Fatalf("Python loop: %s after %v, session %+v, error %+v", res.Status, took, res.Session, res.Error)
+	}
+	res = ok(t, e.cell(t, id, "x + 1, n > 0"))
+	if res.Outputs.Result == nil || res.Outputs.Result.Repr != "(42, True)" {
+		t.Errorf("after the interrupt: %+v", res.Outputs.Result)
+	}
+
+	res, took = run("sum(range(10**13))") // one C call: no bytecode, no interrupt
+	if !res.Session.Ended || res.Session.EndReason != runner.EndInterrupted || res.Error == nil ||
+		res.Error.Type != "KeyboardInterrupt" || !strings.Contains(res.Error.Message, "session") ||
+		took > cancelAfter+dockertest.Scale(3*time.Second) {
+		t.Fatalf("C loop: %s after %v, session %+v, error %+v", res.Status, took, res.Session, res.Error)
+	}
+	_, err := e.r.RunInSession(t.Context(), id, runner.Request{Code: "x", Timeout: time.Second})
+	var gone *runner.SessionGoneError
+	if !errors.As(err, &gone) || gone.Reason != runner.EndInterrupted {
+		t.Errorf("after the C loop: %v", err)
+	}
+	e.noContainers(t, "after the session ended")
+}
+
 // TestSessionCheckerRefuses: under POLICY=strict a session's own checker
 // refuses a cell that breaks the policy; the cell never runs (the session's
 // state and count are unchanged) and the session lives on.

@@ -208,9 +208,15 @@ func buildSupervisor(t *testing.T, child string) (bin string) {
 // frames.
 func superviseFake(t *testing.T, bin, mode, stdin string, args ...string) []frame {
 	t.Helper()
+	return superviseFakeFrom(t, bin, mode, strings.NewReader(stdin), args...)
+}
+
+// superviseFakeFrom is superviseFake with stdin read from r.
+func superviseFakeFrom(t *testing.T, bin, mode string, stdin io.Reader, args ...string) []frame {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"FAKE_MODE=" + mode, "ASAN_OPTIONS=detect_leaks=0", "UBSAN_OPTIONS=print_stacktrace=1"}
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	done := make(chan error, 1)
@@ -418,6 +424,31 @@ func sessionCell(timeoutMS int, do string) string {
 	return cellHeader(time.Duration(timeoutMS)*time.Millisecond, 1000, 1000, 1<<20, len(body)) + body
 }
 
+// staged is a stdin that hands out its parts one Read at a time, each after
+// its pause: what the service writes over time on a session's stream.
+type staged []stagedPart
+
+type stagedPart struct {
+	pause time.Duration
+	data  string
+}
+
+func (s *staged) Read(p []byte) (int, error) {
+	if len(*s) == 0 {
+		return 0, io.EOF
+	}
+	part := &(*s)[0]
+	if part.pause > 0 {
+		time.Sleep(part.pause)
+		part.pause = 0
+	}
+	n := copy(p, part.data)
+	if part.data = part.data[n:]; part.data == "" {
+		*s = (*s)[1:]
+	}
+	return n, nil
+}
+
 // cellResult is what the supervisor wrote for one cell.
 type cellResult struct {
 	frames execFrames
@@ -533,6 +564,72 @@ func TestSupervisorSession(t *testing.T) {
 		compose(c.exit, c.frames, 500*time.Millisecond, &res)
 		if res.Status != StatusTimeout {
 			t.Errorf("killed cell: status %q", res.Status)
+		}
+	})
+
+	// The service's interrupt line while a cell runs (its client left): the
+	// cell is interrupted at once, says so, and the session lives on; a late
+	// line, after its cell ended, is skipped.
+	t.Run("cancelled", func(t *testing.T) {
+		t.Parallel()
+		stdin := &staged{
+			{0, sessionCell(5000, "print") + sessionCell(30000, "interrupt")},
+			{300 * time.Millisecond, controlInterrupt},
+			{1500 * time.Millisecond, controlInterrupt + sessionCell(5000, "print")},
+		}
+		cells := sessionCells(t, superviseFakeFrom(t, bin, "session", stdin))
+		if len(cells) != 3 {
+			t.Fatalf("%d cells answered, want 3", len(cells))
+		}
+		c := cells[1]
+		elapsed := time.Duration(c.exit.ExecutionUS) * time.Microsecond
+		if c.exit.State != sessionExitAlive || !c.exit.Interrupted || c.exit.TimedOut || elapsed > 300*time.Millisecond+interruptGrace {
+			t.Errorf("cancelled cell: exit %+v after %v", c.exit, elapsed)
+		}
+		res := Result{Outputs: emptyOutputs()}
+		compose(c.exit, c.frames, 30*time.Second, &res)
+		if res.Status != StatusError || res.Error == nil || res.Error.Type != "KeyboardInterrupt" {
+			t.Errorf("cancelled cell: status %q, error %+v", res.Status, res.Error)
+		}
+		for _, i := range []int{0, 2} {
+			if c := cells[i]; c.exit.State != sessionExitAlive || c.exit.Interrupted || string(c.frames.stdout) != fmt.Sprintf("cell %d\n", i+1) {
+				t.Errorf("cell %d: exit %+v stdout %q", i+1, c.exit, c.frames.stdout)
+			}
+		}
+	})
+
+	// The line comes with the cell, before the child runs the user's code
+	// (SIGINT is ignored until then): SIGINT is repeated in the grace.
+	t.Run("cancelled at once", func(t *testing.T) {
+		t.Parallel()
+		cells := sessionCells(t, superviseFake(t, bin, "session", sessionCell(30000, "interrupt")+controlInterrupt))
+		if len(cells) != 1 {
+			t.Fatalf("%d cells answered, want 1", len(cells))
+		}
+		c := cells[0]
+		elapsed := time.Duration(c.exit.ExecutionUS) * time.Microsecond
+		if c.exit.State != sessionExitAlive || !c.exit.Interrupted || c.exit.TimedOut || elapsed > interruptGrace {
+			t.Errorf("cancelled cell: exit %+v after %v", c.exit, elapsed)
+		}
+	})
+
+	t.Run("cancelled, not stopping", func(t *testing.T) {
+		t.Parallel()
+		stdin := &staged{{0, sessionCell(30000, "ignore")}, {300 * time.Millisecond, controlInterrupt}}
+		cells := sessionCells(t, superviseFakeFrom(t, bin, "session", stdin))
+		if len(cells) != 1 {
+			t.Fatalf("%d cells answered, want 1", len(cells))
+		}
+		c := cells[0]
+		elapsed := time.Duration(c.exit.ExecutionUS) * time.Microsecond
+		if c.exit.State != exitSignaled || c.exit.Signal != 9 || !c.exit.Interrupted || c.exit.TimedOut ||
+			elapsed < interruptGrace || elapsed > 300*time.Millisecond+interruptGrace+2*time.Second {
+			t.Errorf("killed cell: exit %+v after %v", c.exit, elapsed)
+		}
+		res := Result{Outputs: emptyOutputs()}
+		compose(c.exit, c.frames, 30*time.Second, &res)
+		if res.Status != StatusError || res.Error == nil || res.Error.Type != "KeyboardInterrupt" || res.Resources.OOMKilled {
+			t.Errorf("killed cell: status %q, error %+v", res.Status, res.Error)
 		}
 	})
 

@@ -45,6 +45,9 @@ const (
 	verdictSessionEnded
 	// A session's policy checker stopped answering (session.go).
 	verdictCheckerGone
+	// A session's cell whose request was cancelled (its client left) and
+	// whose code did not stop when interrupted.
+	verdictCancelKilled
 )
 
 // verdicts is the table of outcomes: status, error type and message
@@ -63,6 +66,7 @@ var verdicts = [...]struct{ status, errType, format string }{
 	verdictSessionOutOfMemory: {StatusOutOfMemory, "MemoryError", "execution ran out of memory and was killed; the session was ended"},
 	verdictSessionEnded:       {"", "", "%s; the session was ended"},
 	verdictCheckerGone:        {StatusError, "SandboxError", "the session's policy checker stopped answering, so no more code can be checked"},
+	verdictCancelKilled:       {StatusError, "KeyboardInterrupt", "the request was cancelled and the code did not stop when interrupted"},
 }
 
 // moreViolations follows the first violation's message when there are more.
@@ -173,16 +177,19 @@ const (
 
 // wireExit is the supervisor's exit frame.
 type wireExit struct {
-	State           string `json:"state"`
-	ExitCode        int    `json:"exit_code"`
-	Signal          int    `json:"signal"`
-	TimedOut        bool   `json:"timed_out"`
-	ExecutionUS     int64  `json:"execution_us"`
-	CPUUS           int64  `json:"cpu_us"` // -1: the child was not reaped
-	PeakMemoryBytes int64  `json:"peak_memory_bytes"`
-	OOMKilled       bool   `json:"oom_killed"`
-	StdoutBytes     int64  `json:"stdout_bytes"`
-	StderrBytes     int64  `json:"stderr_bytes"`
+	State    string `json:"state"`
+	ExitCode int    `json:"exit_code"`
+	Signal   int    `json:"signal"`
+	TimedOut bool   `json:"timed_out"`
+	// Interrupted: a session's cell that the service interrupted (its
+	// request was cancelled), not its deadline.
+	Interrupted     bool  `json:"interrupted"`
+	ExecutionUS     int64 `json:"execution_us"`
+	CPUUS           int64 `json:"cpu_us"` // -1: the child was not reaped
+	PeakMemoryBytes int64 `json:"peak_memory_bytes"`
+	OOMKilled       bool  `json:"oom_killed"`
+	StdoutBytes     int64 `json:"stdout_bytes"`
+	StderrBytes     int64 `json:"stderr_bytes"`
 	// MemoryBytes is the container's memory use after a session's cell.
 	MemoryBytes     int64 `json:"memory_bytes"`
 	OutputsOverflow bool  `json:"outputs_overflow"`
@@ -392,6 +399,9 @@ func decideStatus(ex wireExit, rep *childReport, timeout time.Duration) (string,
 	sig := 0
 	if ex.State == exitSignaled {
 		sig = ex.Signal
+	}
+	if ex.Interrupted && !ex.OOMKilled && rep == nil {
+		return errorOf(verdictCancelKilled)
 	}
 	if ex.OOMKilled || (sig == int(syscall.SIGKILL) && rep == nil) {
 		return errorOf(verdictOutOfMemory)

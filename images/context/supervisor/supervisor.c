@@ -33,6 +33,12 @@
  *     the next header is awaited; once it ended (killed, exited, OOM) this
  *     process exits after the cell's frames. End of stdin between cells
  *     ends the session without a frame.
+ *   control, in a session: the line "interrupt\n" while a cell runs (its
+ *     client left) interrupts it as its deadline would, and the exit frame
+ *     says "interrupted". SIGINT is sent again every INTERRUPT_REPEAT_MS
+ *     of the grace, for a child that had not yet entered the user's code
+ *     (where SIGINT is ignored) when it came. Between cells the line is
+ *     skipped: it crossed the end of its cell.
  *   flags (optional, default 0): FLAG_CHECK (cells only) says that the
  *     header has an eighth field, <check_length>, and that <check_length>
  *     bytes of policy check request come before the body (see "The policy
@@ -123,6 +129,10 @@ enum { CHILD_RES_FD = 3, CHILD_REQ_FD = 4, CHILD_OUT_FD = 5, CHILD_ERR_FD = 6 };
 /* In a session, how long a child interrupted at the deadline (SIGINT) has
  * to report before its process group is killed and the session ends. */
 #define INTERRUPT_GRACE_MS 1000
+/* A cell interrupted by the service gets SIGINT this often in its grace. */
+#define INTERRUPT_REPEAT_MS 100
+/* The service's control line during a session's cell (see the top). */
+#define CONTROL_INTERRUPT "interrupt\n"
 /* The longest request header line (both modes). */
 #define MAX_HEADER_BYTES 128
 /* The request header's flags: stream the output as it arrives; a policy
@@ -620,6 +630,11 @@ static void child_exec(int res_w, int req_r, int out_w, int err_w) {
     if (setsid() < 0)
         _exit(71);
     signal(SIGPIPE, SIG_DFL);
+    /* Ignored from the start (Python then installs no handler of its own):
+     * a session's child turns SIGINT into a KeyboardInterrupt only while
+     * the user's code runs, so an interrupt that comes before that, even
+     * before the first cell, cannot end it. */
+    signal(SIGINT, SIG_IGN);
     int ends[4] = {res_w, req_r, out_w, err_w};
     int high[4];
     for (int i = 0; i < 4; i++) {
@@ -769,6 +784,10 @@ static int read_header(struct request *r) {
             line[have++] = ch;
             if (ch == '\n') {
                 line[have] = '\0';
+                if (strcmp(line, CONTROL_INTERRUPT) == 0) {
+                    have = 0; /* late: its cell has ended */
+                    continue;
+                }
                 return parse_request_header(line, r) ? HEADER_OK : HEADER_BAD;
             }
         }
@@ -883,6 +902,46 @@ static bool skip_body(size_t left) {
         left -= n;
     }
     return true;
+}
+
+/* What stdin holds while a cell runs: nothing yet (or part of a line), an
+ * interrupt line (taken), or anything else (left for read_header, which
+ * refuses it after the cell) or its end. */
+enum { CONTROL_NONE, CONTROL_INTERRUPTED, CONTROL_OVER };
+
+/* take_control takes the interrupt lines at the front of stdin's buffer. */
+static int take_control(void) {
+    const size_t n = sizeof CONTROL_INTERRUPT - 1;
+    bool interrupted = false;
+    while (in.len - in.off >= n && memcmp(in.data + in.off, CONTROL_INTERRUPT, n) == 0) {
+        in.off += n;
+        interrupted = true;
+    }
+    size_t rest = in.len - in.off;
+    if (interrupted)
+        return CONTROL_INTERRUPTED;
+    if (rest > 0 && (rest >= n || memcmp(in.data + in.off, CONTROL_INTERRUPT, rest) != 0))
+        return CONTROL_OVER;
+    return CONTROL_NONE;
+}
+
+/* read_control reads what stdin has (poll said it is readable) after what
+ * its buffer holds; CONTROL_OVER at its end or with the buffer full. */
+static int read_control(void) {
+    if (in.off > 0) {
+        memmove(in.data, in.data + in.off, in.len - in.off);
+        in.len -= in.off;
+        in.off = 0;
+    }
+    if (in.len == sizeof in.data)
+        return CONTROL_OVER;
+    ssize_t got = read(0, in.data + in.len, sizeof in.data - in.len);
+    if (got < 0)
+        return errno == EINTR || errno == EAGAIN ? CONTROL_NONE : CONTROL_OVER;
+    if (got == 0)
+        return CONTROL_OVER;
+    in.len += (size_t)got;
+    return take_control();
 }
 
 /* ---------------------------------------------------------- the checker */
@@ -1058,7 +1117,7 @@ static int check_cell(const struct request *r, const char **why) {
 /* ------------------------------------------------------------ supervise */
 
 struct outcome {
-    bool timed_out, reaped;
+    bool timed_out, interrupted, reaped;
     int status;
     struct rusage ru;
     int64_t elapsed_us;
@@ -1199,17 +1258,20 @@ static void drain(struct child *c, struct buf *out, struct buf *err) {
 /* supervise_cell captures the child's pipes for one cell of a session until
  * the child has reported (it lives on: the pipes are drained of what it
  * wrote before, and stay open), or it has ended and they are drained. At the
- * deadline the child gets SIGINT, and INTERRUPT_GRACE_MS later, if it still
- * has not reported, SIGKILL for its process group. A pipe that ends stays
- * closed for the rest of the session. */
+ * deadline, or at the service's interrupt line on stdin, the child gets
+ * SIGINT, and INTERRUPT_GRACE_MS later, if it still has not reported,
+ * SIGKILL for its process group. A pipe that ends stays closed for the rest
+ * of the session. */
 static void supervise_cell(struct child *c, const struct request *r, struct buf *out, struct buf *err,
                            struct msgs *m, struct outcome *o, int64_t started) {
     int *ends[3] = {&c->out, &c->err, &c->res};
     struct buf *sinks[3] = {out, err, NULL};
     stream_fds(&c->out, &c->err);
     int64_t deadline = started + r->timeout_ms * 1000;
-    int64_t kill_at = -1; /* once interrupted: when the grace ends */
-    int64_t ended = -1;   /* when the child was reaped */
+    int64_t kill_at = -1;   /* once interrupted: when the grace ends */
+    int64_t next_int = -1;  /* interrupted by the service: the next SIGINT */
+    int64_t ended = -1;     /* when the child was reaped */
+    int control = take_control(); /* an interrupt may have come with the body */
     static char chunk[65536];
 
     for (;;) {
@@ -1219,10 +1281,21 @@ static void supervise_cell(struct child *c, const struct request *r, struct buf 
             drain(c, out, err);
             break;
         }
-        if (!o->reaped && kill_at < 0 && now >= deadline) {
-            o->timed_out = true;
+        bool asked = control == CONTROL_INTERRUPTED;
+        if (asked)
+            control = CONTROL_NONE;
+        if (!o->reaped && kill_at < 0 && (now >= deadline || asked)) {
+            if (now >= deadline)
+                o->timed_out = true;
+            else
+                o->interrupted = true;
             kill(c->pid, SIGINT);
             kill_at = now + INTERRUPT_GRACE_MS * 1000;
+            if (o->interrupted)
+                next_int = now + INTERRUPT_REPEAT_MS * 1000;
+        } else if (!o->reaped && next_int >= 0 && now >= next_int && now < kill_at) {
+            kill(c->pid, SIGINT);
+            next_int = now + INTERRUPT_REPEAT_MS * 1000;
         } else if (!o->reaped && kill_at >= 0 && now >= kill_at) {
             kill_child(c->pid);
             reap(c, o, 0);
@@ -1235,6 +1308,8 @@ static void supervise_cell(struct child *c, const struct request *r, struct buf 
         int64_t wait_ms = DRAIN_GRACE_MS;
         if (ended < 0) {
             int64_t next = kill_at >= 0 ? kill_at : deadline;
+            if (next_int >= 0 && next_int < next)
+                next = next_int;
             wait_ms = (next - now + 999) / 1000;
             if (wait_ms > POLL_MS)
                 wait_ms = POLL_MS;
@@ -1244,10 +1319,15 @@ static void supervise_cell(struct child *c, const struct request *r, struct buf 
         int64_t flush_ms = stream_tick();
         if (flush_ms >= 0 && flush_ms < wait_ms)
             wait_ms = flush_ms;
-        struct pollfd fds[3] = {{c->out, POLLIN, 0}, {c->err, POLLIN, 0}, {c->res, POLLIN, 0}};
-        int n = poll(fds, 3, (int)wait_ms);
+        struct pollfd fds[4] = {{c->out, POLLIN, 0},
+                                {c->err, POLLIN, 0},
+                                {c->res, POLLIN, 0},
+                                {control == CONTROL_OVER ? -1 : 0, POLLIN, 0}};
+        int n = poll(fds, 4, (int)wait_ms);
         if (n < 0 && errno != EINTR)
             break;
+        if (n > 0 && fds[3].revents != 0)
+            control = read_control();
         for (int k = 0; n > 0 && k < 3; k++) {
             int i = (k + 2) % 3; /* the result pipe first (stream_catch_up) */
             if (fds[i].fd < 0 || fds[i].revents == 0)
@@ -1296,11 +1376,11 @@ static void write_exit(struct batch *bt, char *body, size_t body_cap, const stru
         }
     }
     int n = snprintf(body, body_cap,
-                     "{\"state\":\"%s\",\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,"
+                     "{\"state\":\"%s\",\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,\"interrupted\":%s,"
                      "\"execution_us\":%" PRId64 ",\"cpu_us\":%" PRId64 ",\"peak_memory_bytes\":%" PRId64
                      ",\"memory_bytes\":%" PRId64 ",\"oom_killed\":%s,\"stdout_bytes\":%" PRIu64
                      ",\"stderr_bytes\":%" PRIu64 ",\"outputs_overflow\":%s,\"report_malformed\":%s}",
-                     state, code, sig, o->timed_out ? "true" : "false", o->elapsed_us, cpu_us, peak_memory(),
+                     state, code, sig, o->timed_out ? "true" : "false", o->interrupted ? "true" : "false", o->elapsed_us, cpu_us, peak_memory(),
                      current_memory(), oom ? "true" : "false", out->total, err->total,
                      outputs_overflow ? "true" : "false", m->malformed ? "true" : "false");
     batch_add(bt, "exit", body, (size_t)n);
