@@ -676,6 +676,23 @@ func TestPlayground(t *testing.T) {
 			t.Errorf("%d cells after picking one template, want 4", n)
 		}
 
+		// Stop: a running cell's Run button reads Stop; pressing it aborts
+		// the request, the service interrupts the code, and the session
+		// keeps its variables.
+		b.do("add a cell", chromedp.Click(chromedp.CSS("#add-cell")))
+		b.setCode(`#cells .cell:nth-child(5) .cell-editor`, "n = 0\nwhile True:\n    n += 1")
+		b.ctrlEnter()
+		b.waitJS("the Stop button", `document.querySelector("#cells .cell:nth-child(5) .run-cell").textContent === "Stop"`, 60*time.Second)
+		time.Sleep(300 * time.Millisecond) // the loop runs
+		b.do("stop", chromedp.Click(chromedp.CSS(`#cells .cell:nth-child(5) .run-cell`)))
+		b.waitJS("the cell stopped", `document.querySelector("#cells .cell:nth-child(5) .cell-out").textContent.includes("KeyboardInterrupt") &&
+			document.querySelector("#cells .cell:nth-child(5) .run-cell").textContent === "Run"`, 30*time.Second)
+		b.do("add a cell", chromedp.Click(chromedp.CSS("#add-cell")))
+		b.setCode(`#cells .cell:nth-child(6) .cell-editor`, "x + 1, n > 0")
+		b.ctrlEnter()
+		// Well before the loop's 30 s limit: the service stopped it.
+		b.waitJS("the state after the stop", `(document.querySelector("#cells .cell:nth-child(6) .result code")||{}).textContent === "(42, True)"`, 10*time.Second)
+
 		expires := eval[string](b, `document.querySelector("#session-info time").getAttribute("datetime")`)
 		if at, err := time.Parse(time.RFC3339, expires); err != nil || at.Before(time.Now()) {
 			t.Errorf("session expiry shown %q", expires)

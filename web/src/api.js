@@ -65,7 +65,8 @@ export const api = {
   execute: (body) => request("POST", "execute", body),
   createSession: (body) => request("POST", "sessions", body),
   session: (id) => request("GET", "sessions/" + encodeURIComponent(id)),
-  runCell: (id, body) => request("POST", "sessions/" + encodeURIComponent(id) + "/execute", body),
+  // signal aborts the request: the service then interrupts the cell.
+  runCell: (id, body, signal) => request("POST", "sessions/" + encodeURIComponent(id) + "/execute", body, { signal }),
   putFile: (id, name, blob) =>
     request("PUT", "sessions/" + encodeURIComponent(id) + "/files/" + encodeURIComponent(name), blob),
   deleteSession: (id, keepalive = false) =>

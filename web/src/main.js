@@ -350,7 +350,7 @@ function addCell(code, after) {
       (state.cells[i + 1] || addCell("")).view.focus();
     },
   });
-  runBtn.addEventListener("click", () => runCell(cell));
+  runBtn.addEventListener("click", () => (cell.stop ? cell.stop() : runCell(cell)));
   delBtn.addEventListener("click", () => {
     state.cells.splice(state.cells.indexOf(cell), 1);
     cell.view.destroy();
@@ -364,7 +364,35 @@ function addCell(code, after) {
   return cell;
 }
 
+// setStoppable turns a running cell's Run button into Stop (stop: what it
+// does), and back (stop: null).
+function setStoppable(cell, stop) {
+  cell.stop = stop;
+  cell.runBtn.textContent = stop ? "Stop" : "Run";
+  cell.runBtn.title = stop ? "Interrupt this cell (a KeyboardInterrupt, as in a notebook)" : "Run this cell (Ctrl+Enter)";
+  cell.runBtn.setAttribute("aria-label", `${stop ? "Stop" : "Run"} cell ${cell.n}`);
+  cell.runBtn.classList.toggle("stop", Boolean(stop));
+}
+
+// settleAfterStop waits until the service has ended the interrupted cell
+// (its code stopped, or the session ended because it did not), so that the
+// next cell is not queued behind it; at most a few seconds.
+async function settleAfterStop(s) {
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    try {
+      const info = await api.session(s.id);
+      if (info.state !== "running") return;
+    } catch (err) {
+      if (err.status === 404) setSessionEnded(err.message);
+      return;
+    }
+  }
+}
+
 // runCell queues the cell: cells run one after another, in the order asked.
+// A running cell's Stop aborts its request, which the service answers by
+// interrupting the code.
 function runCell(cell) {
   const s = state.session;
   if (!s || s.ended) return;
@@ -377,10 +405,12 @@ function runCell(cell) {
     cell.li.classList.add("running");
     cell.out.setAttribute("aria-busy", "true");
     highlightErrorLine(cell.view, null);
+    const ctl = new AbortController();
+    setStoppable(cell, () => ctl.abort());
     try {
       const body = runBody(code);
       delete body.files; // a session's files are uploaded into it
-      const res = await api.runCell(s.id, body);
+      const res = await api.runCell(s.id, body, ctl.signal);
       s.lastUsed = Date.now();
       if (cell.free) cell.free();
       cell.free = renderResult(cell.out, res, { onLine: (l) => highlightErrorLine(cell.view, l) });
@@ -392,9 +422,17 @@ function runCell(cell) {
       if (res.output && res.output.files && res.output.files.length) refreshFiles();
     } catch (err) {
       cell.prompt.textContent = "[!]";
-      renderFailure(cell.out, explain(err));
-      if (err.status === 404) setSessionEnded(err.message);
+      if (err.name === "AbortError") {
+        renderFailure(cell.out, new ApiError(0, "interrupted",
+          "stopped: the code got a KeyboardInterrupt, and the session keeps its variables (unless the code did not stop: then the session ended)."));
+        setStoppable(cell, null);
+        await settleAfterStop(s);
+      } else {
+        renderFailure(cell.out, explain(err));
+        if (err.status === 404) setSessionEnded(err.message);
+      }
     } finally {
+      setStoppable(cell, null);
       cell.li.classList.remove("running");
       cell.out.removeAttribute("aria-busy");
       renderSessionInfo();
