@@ -11,9 +11,11 @@
 //     an older pyexec) is left alone and logged once per owner.
 //   - Dangling: a container labelled with this runner's instance that no
 //     execution, pool slot, validator or session owns (Runner.tracked) and
-//     that was created more than a grace period ago. A create cut off by a
-//     cancelled context leaves exactly that: the engine made the container,
-//     the runner never learnt its ID.
+//     that was created more than a grace period ago. A create whose answer
+//     never arrived (a timeout, a connection lost, the service killed
+//     mid-create) leaves exactly that: the engine made the container, the
+//     runner never learnt its ID. A client that leaves does not: creates
+//     are not cut off by the request's context (prepareWith).
 //
 // A container this runner tracks is never removed here, expired or not; the
 // pool's janitor (pool.go) retires dead or old idle sandboxes and refills.

@@ -16,8 +16,8 @@ import (
 
 // These tests drive the reconciler (reconcile.go) against the real engine.
 // Containers standing for leftovers are created directly with the client
-// from the runner's own spec, never started: a create cut off by a
-// cancelled context leaves exactly such a container.
+// from the runner's own spec, never started: a create whose answer never
+// arrived leaves exactly such a container.
 
 func TestMaxLifeCoversEveryStep(t *testing.T) {
 	r, err := New(nil, Options{Image: "img", Owner: "me", SeccompProfile: []byte(`{}`)})

@@ -111,9 +111,17 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 	start := time.Now()
 	sp := r.sandboxSpec(role, preload, entrypoint)
 	sp.config.Image = r.Image() // Options.Image, or what SetImage switched to
-	resp, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+	// The create is not cut off when ctx is cancelled (the client left): the
+	// engine may finish a create whose caller stopped waiting, and the
+	// runner would never learn that container's ID (the reconciler's
+	// dangling case, removed only a grace period later). It is bounded by
+	// StartTimeout; a cancelled ctx is seen right after it, with the
+	// container known and discarded.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.StartTimeout)
+	resp, err := r.cli.ContainerCreate(cctx, client.ContainerCreateOptions{
 		Config: sp.config, HostConfig: sp.host, NetworkingConfig: sp.network,
 	})
+	ccancel()
 	if resp.ID != "" {
 		r.owned.add(resp.ID)
 	}
@@ -133,6 +141,10 @@ func (r *Runner) prepareWith(ctx context.Context, role, preload string, entrypoi
 			r.discard(ctx, sb)
 		}
 	}()
+	if err := ctx.Err(); err != nil {
+		close(sb.done) // nothing reads a stream
+		return sb, err
+	}
 
 	// Attach before start so no frame is missed.
 	hj, err := r.cli.ContainerAttach(ctx, sb.id, client.ContainerAttachOptions{
