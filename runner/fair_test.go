@@ -119,15 +119,17 @@ func TestFairPoolFloodKeepsOthersWarm(t *testing.T) {
 	// failure says what is left. (It once found a created, never started
 	// exec container: a create cut off by stop(), which left the container
 	// to the reconciler's dangling grace. Creates are no longer cut off.)
-	deadline := time.Now().Add(dockertest.Scale(time.Minute))
-	for len(containerIDs(t, e)) != 3 {
-		if time.Now().After(deadline) {
-			for _, c := range dockertest.Containers(t, e.cli, e.owner) {
-				t.Logf("container %.12s: role %s, %s (%s), created %v ago", c.ID, c.Labels[runner.LabelRole],
-					c.State, c.Status, time.Since(time.Unix(c.Created, 0)).Round(time.Second))
-			}
-			t.Fatalf("the pool's 3 sandboxes are not all that is left after %v; pool %+v", dockertest.Scale(time.Minute), e.r.Stats().Pool)
+	defer func() {
+		if !t.Failed() {
+			return
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		for _, c := range dockertest.Containers(t, e.cli, e.owner) {
+			t.Logf("container %.12s: role %s, %s (%s), created %v ago", c.ID, c.Labels[runner.LabelRole],
+				c.State, c.Status, time.Since(time.Unix(c.Created, 0)).Round(time.Second))
+		}
+		t.Logf("pool %+v", e.r.Stats().Pool)
+	}()
+	dockertest.WaitFor(t, "the pool's 3 sandboxes to be all that is left", time.Minute, func() bool {
+		return len(containerIDs(t, e)) == 3
+	})
 }

@@ -1262,10 +1262,10 @@ func (r *Runner) cell(ctx context.Context, s *session, req Request) (Result, err
 			switch {
 			case rep.exit.TimedOut:
 				reason = EndTimeout
-			case rep.exit.Interrupted && !rep.exit.OOMKilled && res.Status != StatusOutOfMemory:
-				reason = EndInterrupted
 			case res.Status == StatusOutOfMemory || rep.exit.OOMKilled:
 				reason = EndOutOfMemory
+			case rep.exit.Interrupted:
+				reason = EndInterrupted
 			}
 			r.endSession(ctx, s, reason)
 		}
